@@ -1,0 +1,1 @@
+"""Shared library of the step scripts, the model server and the monitor (travels into containers)."""

