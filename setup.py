@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "onnx>=1.17",
     "onnxruntime>=1.20",
     "psutil>=5.9",
+    "prometheus-client>=0.20",
     "boto3>=1.34",
     "aws-lambda-powertools>=3.0",
     "sagemaker==3.27.0",

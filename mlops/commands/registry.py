@@ -1,0 +1,133 @@
+"""`mlops registry`: list, describe, approve and reject model package versions in the local registry."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from mlops.cli import CliError
+from mlops.settings import Settings
+from pipelines.registry import LocalModelRegistry, RegistryError
+
+ORDER = 20
+TABLE_METRICS = ("f1_macro", "roc_auc_macro")
+
+
+def publish_event(event: dict, settings: Settings, echo: bool = True) -> None:
+    """Deliver a model package state-change event: append it to <home>/events.jsonl (and print it)."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with open(settings.events_file, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(event, separators=(",", ":")) + "\n")
+    if echo:
+        print(json.dumps(event, indent=2))
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _metric(package: dict, name: str) -> str:
+    value = package.get("Metrics", {}).get(name)
+    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _registry(args) -> tuple[LocalModelRegistry, str, Settings]:
+    settings = Settings.from_env()
+    return LocalModelRegistry(settings.registry_dir), args.group or settings.model_package_group, settings
+
+
+def cmd_list(args) -> int:
+    registry, group, _ = _registry(args)
+    try:
+        packages = registry.list_packages(group)
+    except RegistryError as exc:
+        raise CliError(str(exc)) from None
+    if args.status:
+        packages = [p for p in packages if p["ModelApprovalStatus"] == args.status]
+    if not packages:
+        print(f"no versions in {group}" + (f" with status {args.status}" if args.status else ""))
+        return 0
+    rows = [("VERSION", "STATUS", "CREATED", *(m.upper() for m in TABLE_METRICS), "RUN")]
+    for p in packages:
+        rows.append((str(p["ModelPackageVersion"]), p["ModelApprovalStatus"], p["CreationTime"][:19].replace("T", " "),
+                     *(_metric(p, m) for m in TABLE_METRICS), p.get("SourceRunId") or "-"))
+    print(f"model package group {group} ({registry.group_dir(group)})")
+    print(_table(rows))
+    return 0
+
+
+def cmd_describe(args) -> int:
+    registry, group, _ = _registry(args)
+    try:
+        package = registry.describe(group, args.version)
+    except (RegistryError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    if args.json:
+        print(json.dumps(package, indent=2))
+        return 0
+    container = package["InferenceSpecification"]["Containers"][0]
+    fields = [
+        ("arn", package["ModelPackageArn"]),
+        ("status", package["ModelApprovalStatus"]),
+        ("approval note", package.get("ApprovalDescription") or "-"),
+        ("created", package["CreationTime"]),
+        ("last modified", package["LastModifiedTime"]),
+        ("source run", package.get("SourceRunId") or "-"),
+        ("model data", container["ModelDataUrl"]),
+        ("model sha256", container.get("ModelDataETag", "-")),
+        ("evaluation", package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]),
+    ]
+    width = max(len(k) for k, _ in fields)
+    print(f"{group} version {package['ModelPackageVersion']}")
+    for key, value in fields:
+        print(f"  {key.ljust(width)}  {value}")
+    metrics = package.get("Metrics", {})
+    if metrics:
+        print("metrics (test set):")
+        print(_table([("METRIC", "VALUE")] + [(k, _metric(package, k)) for k in metrics]))
+    print("approval history:")
+    print(_table([("WHEN", "STATUS", "BY", "REASON")] + [
+        (h["at"], h["status"], h.get("by") or "-", h.get("reason") or "-") for h in package.get("ApprovalHistory", [])
+    ]))
+    return 0
+
+
+def _change(args, status: str) -> int:
+    registry, group, settings = _registry(args)
+    try:
+        event = registry.update_status(group, args.version, status, reason=args.reason or "")
+    except (RegistryError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    print(f"{group} version {event['detail']['ModelPackageVersion']} is now {status}", file=sys.stderr)
+    publish_event(event, settings)
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "registry", help="list, describe, approve or reject registered model versions",
+        description="The local model registry ($MLOPS_HOME/registry, MLOPS_HOME defaults to ./.mlops): "
+                    "model package versions with SageMaker's approval statuses. approve/reject emit the "
+                    "'SageMaker Model Package State Change' event to $MLOPS_HOME/events.jsonl.",
+    )
+    sub = parser.add_subparsers(dest="registry_command", metavar="ACTION", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--group", help="model package group (default: $MLOPS_MODEL_PACKAGE_GROUP or bert-multilabel)")
+
+    p = sub.add_parser("list", parents=[common], help="table of versions with status and headline metrics")
+    p.add_argument("--status", choices=["PendingManualApproval", "Approved", "Rejected"], help="only this status")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("describe", parents=[common], help="one version: paths, metrics, approval history")
+    p.add_argument("version", help="version number (1, 2, ...)")
+    p.add_argument("--json", action="store_true", help="print package.json as is")
+    p.set_defaults(func=cmd_describe)
+
+    for action, status in (("approve", "Approved"), ("reject", "Rejected")):
+        p = sub.add_parser(action, parents=[common], help=f"set a version's status to {status} and emit the event")
+        p.add_argument("version", help="version number (1, 2, ...)")
+        p.add_argument("--reason", default="", help="why (kept in the approval history)")
+        p.set_defaults(func=lambda args, status=status: _change(args, status))

@@ -1,0 +1,98 @@
+"""`mlops run`: execute the pipeline DAG locally (preprocess, train, evaluate, quality gate, register)."""
+from __future__ import annotations
+
+import argparse
+from typing import Iterable
+
+from mlops.cli import CliError
+from mlops.settings import Settings
+from pipelines import spec
+
+ORDER = 10
+
+# CLI shortcuts and the pipeline parameter each one sets.
+SHORTCUTS = {"input": "InputData", "epochs": "Epochs", "base_model": "BaseModel"}
+
+
+def parse_assignments(items: Iterable[str], flag: str) -> dict[str, str]:
+    """`NAME=VALUE` strings as a dict; a malformed item is a CliError naming the flag."""
+    out: dict[str, str] = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise CliError(f"{flag} expects NAME=VALUE, got {item!r} (e.g. {flag} Epochs=1)")
+        out[name.strip()] = value
+    return out
+
+
+def parameters_epilog() -> str:
+    lines = ["pipeline parameters (--param NAME=VALUE):"]
+    for p in spec.PARAMETERS:
+        lines.append(f"  {p.name:<24} {p.type:<8} {p.help} (default: {p.default})")
+    lines += [
+        "",
+        "Steps run as subprocesses in $MLOPS_HOME/runs/<run-id>/<Step>/ (MLOPS_HOME defaults to ./.mlops);",
+        "unchanged steps are reused from the step cache. Exit status: 0 when the model was registered,",
+        "1 when a step failed or the quality gate (F1Threshold, RocAucThreshold) was not met, 2 for bad input.",
+    ]
+    return "\n".join(lines)
+
+
+def add_run_options(parser: argparse.ArgumentParser, shortcuts: bool = True) -> None:
+    """Options shared by `mlops run` and `mlops demo`."""
+    parser.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE",
+                        help="set a pipeline parameter (repeatable); see the list below")
+    if shortcuts:
+        parser.add_argument("--input", metavar="PATH", help="shortcut for --param InputData=PATH ('demo', a file or directory, hf:<name>)")
+        parser.add_argument("--base-model", metavar="NAME_OR_PATH", help="shortcut for --param BaseModel=...")
+    parser.add_argument("--epochs", metavar="N", help="shortcut for --param Epochs=N")
+    parser.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra training hyperparameter, a TrainingConfig field (e.g. --hp batch_size=16 "
+                             "--hp max_steps=50); passed to steps/train.py as --name value")
+    parser.add_argument("--no-cache", action="store_true", help="run every step even if a cached result exists")
+
+
+def collect_parameters(args: argparse.Namespace, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Pipeline parameter overrides from --param and the shortcuts; one parameter set both ways is an error."""
+    explicit = parse_assignments(args.param, "--param")
+    params = {**(base or {}), **explicit}
+    for attr, name in SHORTCUTS.items():
+        value = getattr(args, attr, None)
+        if value is None:
+            continue
+        if name in explicit:
+            raise CliError(f"{name} given twice: --{attr.replace('_', '-')} {value} and --param {name}={explicit[name]}")
+        params[name] = value
+    return params
+
+
+def execute(params: dict[str, str], hps: dict[str, str], no_cache: bool, settings: Settings | None = None) -> int:
+    """Run the pipeline and map its outcome to an exit status (0 registered, 1 failed)."""
+    from mlops.commands.registry import publish_event
+    from pipelines.local_runner import PipelineError, run_pipeline
+
+    settings = settings or Settings.from_env()
+    try:
+        result = run_pipeline(params, settings, cache=not no_cache, hyperparameters=hps,
+                              on_event=lambda event: publish_event(event, settings, echo=False))
+    except PipelineError as exc:
+        raise CliError(str(exc)) from None
+    return 0 if result.succeeded else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    params = collect_parameters(args)
+    hps = parse_assignments(args.hp, "--hp")
+    return execute(params, hps, args.no_cache)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run", help="run the pipeline locally: preprocess, train, evaluate, quality gate, register",
+        description="Run the pipeline DAG of pipelines/spec.py on this machine with the real step scripts,\n"
+                    "the way SageMaker would (same parameters, paths and quality gate), then register a\n"
+                    "passing model in the local model registry.",
+        epilog=parameters_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_run_options(parser)
+    parser.set_defaults(func=cmd_run)

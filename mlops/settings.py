@@ -1,0 +1,53 @@
+"""Settings of the local world: where runs, the cache and the model registry live.
+
+Read from env vars (`MLOPS_HOME`, `MLOPS_MODEL_PACKAGE_GROUP`, `MLOPS_PYTHON`) so the CLI,
+the tests and the lead's deploy commands agree on one home directory.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from pipelines.spec import MODEL_PACKAGE_GROUP
+
+DEFAULT_HOME = ".mlops"
+
+
+@dataclass
+class Settings:
+    """Local paths and names; the directories default to sub-directories of `home`."""
+
+    home: Path = field(default_factory=lambda: Path(DEFAULT_HOME))
+    registry_dir: Path | None = None
+    runs_dir: Path | None = None
+    cache_dir: Path | None = None
+    model_package_group: str = MODEL_PACKAGE_GROUP
+    python: str = sys.executable
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home).expanduser().resolve()
+        self.registry_dir = Path(self.registry_dir) if self.registry_dir else self.home / "registry"
+        self.runs_dir = Path(self.runs_dir) if self.runs_dir else self.home / "runs"
+        self.cache_dir = Path(self.cache_dir) if self.cache_dir else self.home / "cache"
+        if not self.model_package_group:
+            raise ValueError("model package group must not be empty")
+
+    @property
+    def events_file(self) -> Path:
+        """Where `publish_event` appends the EventBridge-shaped events (one JSON a line)."""
+        return self.home / "events.jsonl"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        """Settings from `MLOPS_HOME` (default ./.mlops), `MLOPS_MODEL_PACKAGE_GROUP`, `MLOPS_PYTHON`."""
+        env = os.environ if env is None else env
+        values: dict = {
+            "home": Path(env.get("MLOPS_HOME") or DEFAULT_HOME),
+            "model_package_group": env.get("MLOPS_MODEL_PACKAGE_GROUP") or MODEL_PACKAGE_GROUP,
+            "python": env.get("MLOPS_PYTHON") or sys.executable,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

@@ -1,0 +1,641 @@
+"""Run the DAG of `pipelines.spec` locally: the real step scripts as subprocesses, SageMaker-style.
+
+PreprocessData -> TrainModel -> EvaluateModel -> CheckModelQuality -> RegisterModel | FailModelQuality.
+Each step runs `python steps/<x>.py` with SageMaker's conventions (path flags for processing,
+SM_* env vars + `--name value` hyperparameters for training) mapped onto
+`<home>/runs/<run-id>/<StepName>/`. Unchanged steps are served from the step cache; a passing
+quality gate registers the model in the LocalModelRegistry.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import time
+import uuid
+from collections import deque
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping, TextIO
+
+import mlcore
+from mlcore.config import TrainingConfig
+from pipelines import spec
+from pipelines.caching import StepCache, StepSignature
+from pipelines.registry import APPROVAL_STATUSES, LocalModelRegistry, atomic_write_json
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_STEPS_DIR = REPO_ROOT / "steps"
+LOG_FILE = "step.log"
+RUN_FILE = "run.json"
+TAIL_LINES = 25
+# Flags of steps/train.py that are not TrainingConfig fields but may be passed as hyperparameters.
+TRAIN_SCRIPT_FLAGS = ("export-onnx",)
+# Parameters that choose AWS instances: recorded, meaningless on this machine.
+AWS_ONLY_PARAMETERS = ("ProcessingInstanceType", "ProcessingInstanceCount", "TrainingInstanceType",
+                       "TrainingInstanceCount")
+
+SUCCEEDED, CACHED, FAILED, SKIPPED = "succeeded", "cached", "failed", "skipped"
+
+
+class PipelineError(ValueError):
+    """Invalid parameters or inputs, found before any step runs."""
+
+
+class StepFailed(RuntimeError):
+    """A step ended badly; the message says why and where its log is, `short` fits in one table cell."""
+
+    def __init__(self, message: str, short: str | None = None):
+        super().__init__(message)
+        self.short = short or message.splitlines()[0]
+
+
+@dataclass
+class StepResult:
+    """One step's outcome: status (succeeded | cached | failed | skipped), time, outputs, one-line summary."""
+
+    name: str
+    status: str = SKIPPED
+    duration_s: float = 0.0
+    outputs: dict[str, str] = field(default_factory=dict)
+    summary: str = ""
+    message: str = ""
+    log: str | None = None
+    cache_key: str | None = None
+
+
+@dataclass
+class RunResult:
+    """A pipeline execution: Succeeded or Failed, per-step results, the registered package if any."""
+
+    run_id: str
+    run_dir: Path
+    parameters: dict[str, Any]
+    steps: list[StepResult]
+    status: str = "Executing"
+    failure: str | None = None
+    model_package: dict | None = None
+    started: str = ""
+    finished: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "Succeeded"
+
+    def step(self, name: str) -> StepResult:
+        for result in self.steps:
+            if result.name == name:
+                return result
+        raise KeyError(f"no step {name!r}; steps: {', '.join(s.name for s in self.steps)}")
+
+    def to_json(self) -> dict:
+        doc = asdict(self)
+        doc["run_dir"] = str(self.run_dir)
+        doc["pipeline"] = spec.PIPELINE_NAME
+        return doc
+
+
+# ----------------------------------------------------------------------------- parameters
+def resolve_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Defaults of `spec.PARAMETERS` updated with typed or string values; checked for sense."""
+    values = {p.name: p.default for p in spec.PARAMETERS}
+    for name, value in (parameters or {}).items():
+        if name not in spec.PARAMETERS_BY_NAME:
+            raise PipelineError(
+                f"unknown pipeline parameter {name!r}; valid parameters: {', '.join(spec.PARAMETERS_BY_NAME)}"
+            )
+        param = spec.PARAMETERS_BY_NAME[name]
+        try:
+            if isinstance(value, str):
+                values[name] = param.parse(value)
+            elif param.type == "Integer" and isinstance(value, int) and not isinstance(value, bool):
+                values[name] = value
+            elif param.type == "Float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                values[name] = float(value)
+            else:
+                raise ValueError(f"parameter {name} is {param.type}: got {value!r}")
+        except ValueError as exc:
+            raise PipelineError(str(exc)) from None
+    _check_values(values)
+    return values
+
+
+def _check_values(values: dict[str, Any]) -> None:
+    problems = []
+    if values["Epochs"] <= 0:
+        problems.append(f"Epochs must be > 0 (got {values['Epochs']})")
+    if values["LearningRate"] <= 0:
+        problems.append(f"LearningRate must be > 0 (got {values['LearningRate']})")
+    if not 8 <= values["MaxLength"] <= 512:
+        problems.append(f"MaxLength must be between 8 and 512 tokens (got {values['MaxLength']})")
+    for _, threshold in spec.QUALITY_GATE:
+        if not 0.0 <= values[threshold] <= 1.0:
+            problems.append(f"{threshold} must be between 0 and 1 (got {values[threshold]})")
+    if values["ModelApprovalStatus"] not in APPROVAL_STATUSES:
+        problems.append(f"ModelApprovalStatus must be one of {', '.join(APPROVAL_STATUSES)} "
+                        f"(got {values['ModelApprovalStatus']!r})")
+    if not str(values["InputData"]).strip():
+        problems.append("InputData must not be empty: use 'demo', a local path or hf:<name>")
+    if problems:
+        raise PipelineError("invalid pipeline parameters: " + "; ".join(problems))
+
+
+def check_hyperparameters(hyperparameters: Mapping[str, Any] | None) -> dict[str, str]:
+    """Extra training hyperparameters (TrainingConfig fields, dashes or underscores) as `{dashed: str}`."""
+    known = {f.name.replace("_", "-") for f in fields(TrainingConfig)} | set(TRAIN_SCRIPT_FLAGS)
+    from_params = {name.replace("_", "-") for name in spec.HYPERPARAMETER_SOURCES}
+    out = {}
+    for name, value in (hyperparameters or {}).items():
+        dashed = name.replace("_", "-")
+        if dashed in from_params:
+            source = spec.HYPERPARAMETER_SOURCES[dashed.replace("-", "_")]
+            raise PipelineError(f"hyperparameter {name!r} comes from the pipeline parameter {source}: set that instead")
+        if dashed not in known:
+            raise PipelineError(f"unknown training hyperparameter {name!r}; valid: {', '.join(sorted(known - from_params))}")
+        out[dashed] = str(value)
+    return out
+
+
+def training_hyperparameters(values: Mapping[str, Any], extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Hyperparameters of the training step, as SageMaker passes them: dashed names, string values."""
+    hps = {field_name.replace("_", "-"): str(values[param]) for field_name, param in spec.HYPERPARAMETER_SOURCES.items()}
+    hps.update(extra or {})
+    return hps
+
+
+def _input_source(value: str) -> tuple[str, Path | None]:
+    """(what preprocess gets as --input, local path to hash or None); clear errors for what can't work here."""
+    if value == "demo" or value.startswith("hf:"):
+        return value, None
+    if value.startswith("s3://"):
+        raise PipelineError(f"InputData {value!r} is an S3 URI: the local runner reads local paths, 'demo' or "
+                            "hf:<name>; download it first (aws s3 cp --recursive) or run on SageMaker")
+    path = Path(value).expanduser().resolve()
+    if not path.exists():
+        raise PipelineError(f"InputData path not found: {path}")
+    return str(path), path
+
+
+# ----------------------------------------------------------------------------- output streaming
+class StepPrinter:
+    """Prints a step's output live with a `[Step]` prefix; tqdm's carriage-return updates stay on one line."""
+
+    def __init__(self, out: TextIO, progress_interval_s: float = 5.0):
+        self.out = out
+        self.tty = bool(getattr(out, "isatty", lambda: False)())
+        self.interval = progress_interval_s
+        self._last_progress = 0.0
+        self._open = False
+
+    def line(self, prefix: str, text: str) -> None:
+        if self._open:
+            self.out.write("\r\x1b[K" if self.tty else "\n")
+            self._open = False
+        self.out.write(f"[{prefix}] {text}\n")
+        self.out.flush()
+
+    def progress(self, prefix: str, text: str) -> None:
+        if self.tty:
+            self.out.write(f"\r\x1b[K[{prefix}] {text}")
+            self._open = True
+        else:
+            now = time.monotonic()
+            if now - self._last_progress < self.interval:
+                return
+            self._last_progress = now
+            self.out.write(f"[{prefix}] {text}\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        if self._open:
+            self.out.write("\n")
+            self.out.flush()
+            self._open = False
+
+
+def run_script(argv: list[str], env: dict[str, str], log_path: Path, prefix: str, printer: StepPrinter,
+               cwd: Path | None = None) -> int:
+    """Run a step script, streaming merged stdout/stderr to the console (prefixed) and to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        log.write(("$ " + " ".join(argv) + "\n").encode())
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        assert proc.stdout is not None
+        buffer = b""
+        try:
+            while True:
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                log.write(chunk)
+                log.flush()
+                buffer += chunk
+                while (match := re.search(rb"[\r\n]", buffer)) is not None:
+                    segment, terminator = buffer[: match.start()], buffer[match.start() : match.end()]
+                    buffer = buffer[match.end():]
+                    text = segment.decode("utf-8", errors="replace").rstrip()
+                    if not text:
+                        continue
+                    if terminator == b"\r":
+                        printer.progress(prefix, text)
+                    else:
+                        printer.line(prefix, text)
+            if buffer.strip():
+                printer.line(prefix, buffer.decode("utf-8", errors="replace").rstrip())
+            return proc.wait()
+        except BaseException:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+        finally:
+            printer.close()
+            proc.stdout.close()
+
+
+def log_tail(log_path: Path, n: int = TAIL_LINES) -> list[str]:
+    """The last `n` non-empty lines of a log (progress-bar updates count as lines)."""
+    if not log_path.exists():
+        return []
+    text = log_path.read_bytes().decode("utf-8", errors="replace")
+    lines = [line.rstrip() for line in re.split(r"[\r\n]", text) if line.strip()]
+    return list(deque(lines, maxlen=n))
+
+
+# ----------------------------------------------------------------------------- helpers
+def make_model_tarball(model_dir: Path, dest: Path) -> Path:
+    """Tar `model_dir` into `dest` with its contents at the archive root (as SageMaker does), reproducibly."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+
+    def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.mtime = 0
+        return info
+
+    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:
+        for path in sorted(model_dir.rglob("*")):
+            if "__pycache__" in path.parts:
+                continue
+            tar.add(path, arcname=path.relative_to(model_dir).as_posix(), recursive=False, filter=normalise)
+    os.replace(tmp, dest)
+    return dest
+
+
+def _count_rows(path: Path) -> int:
+    with open(path, "rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def _fmt(value: Any) -> str:
+    return "null" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+# ----------------------------------------------------------------------------- the runner
+class LocalPipelineRunner:
+    """One execution of the DAG; `run()` returns a RunResult and never raises for a failed step."""
+
+    def __init__(self, parameters: Mapping[str, Any] | None, settings, cache: bool = True,
+                 steps_dir: str | Path | None = None, hyperparameters: Mapping[str, Any] | None = None,
+                 out: TextIO | None = None, on_event: Callable[[dict], None] | None = None,
+                 run_id: str | None = None):
+        self.values = resolve_parameters(parameters)
+        self.extra_hps = check_hyperparameters(hyperparameters)
+        self.input_arg, self.input_path = _input_source(str(self.values["InputData"]))
+        self.settings = settings
+        self.use_cache = cache
+        self.steps_dir = Path(steps_dir) if steps_dir else DEFAULT_STEPS_DIR
+        missing = [s for s in ("preprocess.py", "train.py", "evaluate.py") if not (self.steps_dir / s).is_file()]
+        if missing:
+            raise PipelineError(f"step scripts missing in {self.steps_dir}: {', '.join(missing)}")
+        self.out = out or sys.stdout
+        self.printer = StepPrinter(self.out)
+        self.on_event = on_event
+        self.cache = StepCache(settings.cache_dir)
+        self.registry = LocalModelRegistry(settings.registry_dir)
+        self.run_id = run_id or new_run_id()
+        self.run_dir = Path(settings.runs_dir) / self.run_id
+        self.result = RunResult(self.run_id, self.run_dir, dict(self.values),
+                                [StepResult(name) for name in spec.STEPS])
+
+    # ----- plumbing
+    def _dir(self, step: str) -> Path:
+        return self.run_dir / step
+
+    def _env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+        env.update(extra or {})
+        return env
+
+    def _code(self, script: str, *packages: str) -> dict[str, Path]:
+        code = {script: self.steps_dir / script, "mlcore": Path(mlcore.__file__).parent}
+        for package in packages:
+            if (REPO_ROOT / package).is_dir():
+                code[package] = REPO_ROOT / package
+        return code
+
+    def _save(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.run_dir / RUN_FILE, self.result.to_json())
+
+    def _execute(self, name: str, signature: StepSignature, outputs: dict[str, Path],
+                 run: Callable[[Path], None]) -> StepResult:
+        """Run one step (or restore it from the cache); failures raise StepFailed."""
+        step = self.result.step(name)
+        step_dir = self._dir(name)
+        step_dir.mkdir(parents=True, exist_ok=True)
+        log_path = step_dir / LOG_FILE
+        step.log = str(log_path)
+        started = time.monotonic()
+        components = signature.components()
+        key = signature.key(components)
+        step.cache_key = key
+        hit = self.cache.lookup(signature, key) if self.use_cache else None
+        if hit is not None:
+            self.cache.restore(hit, outputs)
+            note = f"cache hit {key}: reused the outputs of run {hit.meta.get('run_id')} (no code, argument or input changed)"
+            log_path.write_text(note + "\n" + (hit.path / LOG_FILE).read_text(errors="replace")
+                                if (hit.path / LOG_FILE).exists() else note + "\n")
+            self.printer.line(name, note)
+            step.status = CACHED
+        else:
+            self.printer.line(name, "running" + ("" if self.use_cache else " (cache disabled)"))
+            try:
+                run(log_path)
+            except StepFailed as exc:
+                step.status, step.message, step.summary = FAILED, str(exc), exc.short
+                step.duration_s = round(time.monotonic() - started, 2)
+                raise
+            step.status = SUCCEEDED
+            # Stored even with cache=False (--no-cache), so the next cached run can reuse it.
+            self.cache.store(signature, outputs, key=key, components=components,
+                             attachments={LOG_FILE: log_path}, run_id=self.run_id,
+                             created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        step.duration_s = round(time.monotonic() - started, 2)
+        step.outputs = {k: str(v) for k, v in outputs.items()}
+        return step
+
+    def _subprocess(self, name: str, argv: list[str], env_extra: Mapping[str, str] | None = None):
+        def run(log_path: Path) -> None:
+            rc = run_script(argv, self._env(env_extra), log_path, name, self.printer, cwd=self._dir(name))
+            if rc != 0:
+                tail = log_tail(log_path)
+                raise StepFailed(
+                    f"{name} failed (exit status {rc}). Last lines of its log:\n"
+                    + "\n".join(f"    {line}" for line in tail)
+                    + f"\nFull log: {log_path}",
+                    short=f"{name} failed: exit status {rc}, last line: {tail[-1] if tail else '(no output)'}",
+                )
+        return run
+
+    # ----- the steps
+    def preprocess(self) -> None:
+        name, out_dir = spec.PREPROCESS, self._dir(spec.PREPROCESS) / "output"
+        argv = [self.settings.python, str(self.steps_dir / "preprocess.py"), "--input", self.input_arg,
+                "--output-dir", str(out_dir)]
+        signature = StepSignature(
+            name, code=self._code("preprocess.py"),
+            arguments={"input": "<local path>" if self.input_path else self.input_arg},
+            inputs={"input": self.input_path} if self.input_path else {},
+        )
+
+        def run(log_path: Path) -> None:
+            self._subprocess(name, argv)(log_path)
+            for split in ("train", "validation", "test"):
+                if not (out_dir / split / "data.jsonl").exists():
+                    raise StepFailed(f"{name} exited 0 but wrote no {split}/data.jsonl under {out_dir}; log: {log_path}")
+
+        step = self._execute(name, signature, {"output": out_dir}, run)
+        rows = {s: _count_rows(out_dir / s / "data.jsonl") for s in ("train", "validation", "test")}
+        step.summary = " ".join(f"{s}={n}" for s, n in rows.items()) + " rows"
+
+    def train(self) -> None:
+        name, step_dir = spec.TRAIN, self._dir(spec.TRAIN)
+        data = self._dir(spec.PREPROCESS) / "output"
+        model_dir, output_dir = step_dir / "model", step_dir / "output"
+        tarball = output_dir / "model.tar.gz"
+        hps = training_hyperparameters(self.values, self.extra_hps)
+        base = Path(str(self.values["BaseModel"])).expanduser()
+        base_is_path = base.is_dir()
+        if base_is_path:
+            hps["base-model"] = str(base.resolve())
+        env = {
+            "SM_CHANNEL_TRAIN": str(data / "train"),
+            "SM_CHANNEL_VALIDATION": str(data / "validation"),
+            "SM_MODEL_DIR": str(model_dir),
+            "SM_OUTPUT_DATA_DIR": str(output_dir / "data"),
+            "SM_CHANNELS": json.dumps(["train", "validation"]),
+            "SM_HPS": json.dumps(hps),
+            "SM_NUM_GPUS": "0",
+            "SM_NUM_CPUS": str(os.cpu_count() or 1),
+            "SM_CURRENT_HOST": "algo-1",
+            "SM_HOSTS": json.dumps(["algo-1"]),
+            **{f"SM_HP_{k.replace('-', '_').upper()}": v for k, v in hps.items()},
+        }
+        argv = [self.settings.python, str(self.steps_dir / "train.py")]
+        for key, value in hps.items():
+            argv += [f"--{key}", value]
+        arguments = dict(hps)
+        inputs: dict[str, Path] = {"train": data / "train", "validation": data / "validation"}
+        if base_is_path:
+            arguments["base-model"] = "<local path>"
+            inputs["base_model"] = base.resolve()
+        signature = StepSignature(name, code=self._code("train.py", "inference"), arguments=arguments, inputs=inputs)
+
+        def run(log_path: Path) -> None:
+            for d in (model_dir, output_dir):
+                d.mkdir(parents=True, exist_ok=True)
+            self._subprocess(name, argv, env)(log_path)
+            if not any(model_dir.iterdir()):
+                raise StepFailed(f"{name} exited 0 but SM_MODEL_DIR {model_dir} is empty; log: {log_path}")
+            make_model_tarball(model_dir, tarball)
+
+        step = self._execute(name, signature, {"model": model_dir, "output": output_dir}, run)
+        step.outputs["model_tarball"] = str(tarball)
+        size_mb = tarball.stat().st_size / 1e6
+        step.summary = f"model.tar.gz {size_mb:.1f} MB"
+        summary_file = model_dir / "training_summary.json"
+        if summary_file.exists():
+            try:
+                validation = json.loads(summary_file.read_text()).get("validation", {})
+                if isinstance(validation.get("f1_macro"), (int, float)):
+                    step.summary += f", validation f1_macro={validation['f1_macro']:.4f}"
+            except (ValueError, AttributeError):
+                pass
+
+    def evaluate(self) -> None:
+        name, eval_dir = spec.EVALUATE, self._dir(spec.EVALUATE) / "evaluation"
+        tarball = self._dir(spec.TRAIN) / "output" / "model.tar.gz"
+        test_dir = self._dir(spec.PREPROCESS) / "output" / "test"
+        argv = [self.settings.python, str(self.steps_dir / "evaluate.py"), "--model-path", str(tarball),
+                "--test-dir", str(test_dir), "--output-dir", str(eval_dir)]
+        signature = StepSignature(name, code=self._code("evaluate.py"), arguments={},
+                                  inputs={"model": tarball, "test": test_dir})
+
+        def run(log_path: Path) -> None:
+            eval_dir.mkdir(parents=True, exist_ok=True)
+            self._subprocess(name, argv)(log_path)
+            if not (eval_dir / spec.EVALUATION_FILE).exists():
+                raise StepFailed(f"{name} exited 0 but wrote no {spec.EVALUATION_FILE} in {eval_dir}; log: {log_path}")
+
+        step = self._execute(name, signature, {"evaluation": eval_dir}, run)
+        report = json.loads((eval_dir / spec.EVALUATION_FILE).read_text())
+        step.summary = ", ".join(
+            f"{path.split('.')[-2]}={_fmt(self._metric(report, path))}" for path, _ in spec.QUALITY_GATE
+        )
+
+    @staticmethod
+    def _metric(report: dict, path: str) -> Any:
+        try:
+            return spec.json_path_get(report, path)
+        except KeyError:
+            return None
+
+    def check(self) -> tuple[bool, str]:
+        """The ConditionStep: every QUALITY_GATE metric >= its threshold parameter."""
+        name = spec.CHECK
+        step = self.result.step(name)
+        step_dir = self._dir(name)
+        step_dir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        report_path = self._dir(spec.EVALUATE) / "evaluation" / spec.EVALUATION_FILE
+        report = json.loads(report_path.read_text())
+        checks, lines = [], []
+        for path, param in spec.QUALITY_GATE:
+            try:
+                value = spec.json_path_get(report, path)
+            except KeyError as exc:
+                step.status = FAILED
+                step.message = f"{name}: {report_path} lacks {exc}"
+                raise StepFailed(step.message) from None
+            threshold = self.values[param]
+            ok = isinstance(value, (int, float)) and value >= threshold
+            metric = path.split(".")[-2]
+            lines.append(f"{metric}={_fmt(value)} {'>=' if ok else '<'} {param}={threshold}")
+            checks.append({"path": path, "value": value, "parameter": param, "threshold": threshold, "passed": ok})
+        passed = all(c["passed"] for c in checks)
+        verdict = "; ".join(lines)
+        atomic_write_json(step_dir / "condition.json", {"passed": passed, "checks": checks})
+        (step_dir / LOG_FILE).write_text(f"{'passed' if passed else 'failed'}: {verdict}\n")
+        self.printer.line(name, f"{'passed' if passed else 'failed'}: {verdict}")
+        step.status, step.log = SUCCEEDED, str(step_dir / LOG_FILE)
+        step.summary = ("passed: " if passed else "failed: ") + verdict
+        step.outputs = {"condition": str(step_dir / "condition.json")}
+        step.duration_s = round(time.monotonic() - started, 3)
+        return passed, verdict
+
+    def register(self) -> None:
+        name = spec.REGISTER
+        step = self.result.step(name)
+        step_dir = self._dir(name)
+        step_dir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        package = self.registry.register(
+            self.settings.model_package_group,
+            self._dir(spec.TRAIN) / "output" / "model.tar.gz",
+            self._dir(spec.EVALUATE) / "evaluation" / spec.EVALUATION_FILE,
+            approval_status=self.values["ModelApprovalStatus"],
+            source_run_id=self.run_id,
+            description=f"{spec.PIPELINE_NAME} run {self.run_id}",
+            metadata={k: str(v) for k, v in self.values.items()},
+        )
+        atomic_write_json(step_dir / "package.json", package)
+        self.result.model_package = package
+        version, status = package["ModelPackageVersion"], package["ModelApprovalStatus"]
+        step.status = SUCCEEDED
+        step.summary = f"{package['ModelPackageGroupName']} v{version} ({status})"
+        step.outputs = {"model_package_arn": package["ModelPackageArn"]}
+        step.log = str(step_dir / LOG_FILE)
+        (step_dir / LOG_FILE).write_text(f"registered {package['ModelPackageArn']} as {status}\n")
+        self.printer.line(name, f"registered {package['ModelPackageArn']} ({status})")
+        step.duration_s = round(time.monotonic() - started, 3)
+        if self.on_event:
+            self.on_event(self.registry.state_change_event(package))
+
+    def fail(self, verdict: str) -> str:
+        """The FailStep: ends the execution with a message naming the metric values and thresholds."""
+        step = self.result.step(spec.FAIL)
+        message = f"Execution failed: the model did not pass the quality gate ({verdict}); nothing was registered"
+        step_dir = self._dir(spec.FAIL)
+        step_dir.mkdir(parents=True, exist_ok=True)
+        (step_dir / LOG_FILE).write_text(message + "\n")
+        step.status, step.message, step.summary, step.log = FAILED, message, "quality gate not met", str(step_dir / LOG_FILE)
+        self.printer.line(spec.FAIL, message)
+        return message
+
+    # ----- the DAG
+    def run(self) -> RunResult:
+        result = self.result
+        result.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        ignored = [p for p in AWS_ONLY_PARAMETERS if self.values[p] != spec.PARAMETERS_BY_NAME[p].default]
+        self.out.write(f"pipeline {spec.PIPELINE_NAME}: run {self.run_id} in {self.run_dir}\n")
+        if ignored:
+            self.out.write(f"note: {', '.join(ignored)} only matter on SageMaker; ignored locally\n")
+        self._save()
+        try:
+            for step_fn in (self.preprocess, self.train, self.evaluate):
+                step_fn()
+                self._save()
+            passed, verdict = self.check()
+            if passed:
+                self.register()
+                result.status = "Succeeded"
+            else:
+                result.failure = self.fail(verdict)
+                result.status = "Failed"
+        except StepFailed as exc:
+            result.status, result.failure = "Failed", exc.short
+            self.out.write(f"\n{exc}\n")
+        except KeyboardInterrupt:
+            result.status, result.failure = "Stopped", "interrupted by the user"
+            raise
+        finally:
+            result.finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            self._save()
+        self.out.write("\n" + format_summary(result) + "\n")
+        self.out.flush()
+        return result
+
+
+def format_summary(result: RunResult) -> str:
+    """The end-of-run table: step, status, duration, key outputs; then the verdict."""
+    rows = [("STEP", "STATUS", "DURATION", "KEY OUTPUTS")]
+    for step in result.steps:
+        duration = f"{step.duration_s:.1f}s" if step.status in (SUCCEEDED, CACHED, FAILED) else "-"
+        detail = step.summary or (step.message.splitlines()[0] if step.message else "")
+        rows.append((step.name, step.status, duration, detail))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 11)
+    verdict = f"run {result.run_id}: {result.status}"
+    if result.model_package:
+        verdict += f" - registered {result.model_package['ModelPackageArn']} ({result.model_package['ModelApprovalStatus']})"
+    elif result.failure:
+        verdict += f" - {result.failure.splitlines()[0]}"
+    lines += ["", verdict, f"run metadata: {result.run_dir / RUN_FILE}"]
+    return "\n".join(lines)
+
+
+def run_pipeline(parameters: Mapping[str, Any] | None, settings, cache: bool = True, *,
+                 steps_dir: str | Path | None = None, hyperparameters: Mapping[str, Any] | None = None,
+                 out: TextIO | None = None, on_event: Callable[[dict], None] | None = None) -> RunResult:
+    """Execute the pipeline locally; PipelineError for bad parameters, a Failed RunResult for a failed step."""
+    runner = LocalPipelineRunner(parameters, settings, cache=cache, steps_dir=steps_dir,
+                                 hyperparameters=hyperparameters, out=out, on_event=on_event)
+    return runner.run()

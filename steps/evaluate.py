@@ -1,0 +1,80 @@
+"""SageMaker processing entry script: score the trained model on the test split.
+
+in:  /opt/ml/processing/model/model.tar.gz (or a model directory), /opt/ml/processing/test/
+out: /opt/ml/processing/evaluation/evaluation.json (model-quality shape, read by the condition
+     step) + confusion_matrices.png, roc_curves.png, label_confusion.png
+Runs unchanged in a SageMaker Processing container and locally (`python steps/evaluate.py`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+from mlcore.config import PROCESSING_ROOT
+
+HEADLINE = ("f1_macro", "f1_micro", "roc_auc_macro", "roc_auc_micro", "precision_macro", "recall_macro",
+            "subset_accuracy", "hamming_loss")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-path", type=Path, default=PROCESSING_ROOT / "model" / "model.tar.gz")
+    parser.add_argument("--test-dir", type=Path, default=PROCESSING_ROOT / "test")
+    parser.add_argument("--output-dir", type=Path, default=PROCESSING_ROOT / "evaluation")
+    parser.add_argument("--backend", default="torch", help="torch | torch-bf16 | onnx | onnx-int8 | auto")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--bootstrap", type=int, default=200, help="resamples for standard deviations (0 = none)")
+    parser.add_argument("--progress", choices=["true", "false"], default="true")
+    return parser.parse_args(argv)
+
+
+def align_to_model(test, model_labels: list[str]):
+    """The test split's 0/1 matrix in the model's label order; unknown test labels are an error."""
+    unknown = sorted(set(test.label_names) - set(model_labels))
+    used_unknown = sorted({l for row in test.labels for l in row} & set(unknown))
+    if used_unknown:
+        raise ValueError(f"the test split has labels the model does not know: {used_unknown}; "
+                         f"the model knows {model_labels}. Evaluate with the data the model was trained on.")
+    return test.with_label_names(model_labels).matrix()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from mlcore.datasets import DatasetError, read_split
+    from mlcore.metrics import label_confusion, multilabel_report, roc_curves
+    from mlcore.plots import plot_confusion_matrices, plot_label_confusion, plot_roc_curves
+    from mlcore.predictor import decide, load_predictor
+
+    try:
+        test = read_split(args.test_dir)
+        predictor = load_predictor(args.model_path, backend=args.backend)
+        y_true = align_to_model(test, predictor.label_names)
+    except (DatasetError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"evaluating on {len(test)} texts, {len(predictor.label_names)} labels, backend {args.backend}")
+    probs = predictor.predict_proba(test.texts, batch_size=args.batch_size, progress=args.progress == "true")
+    report = multilabel_report(y_true, probs, predictor.thresholds, predictor.label_names, bootstrap=args.bootstrap)
+    out = args.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "evaluation.json").write_text(json.dumps(report, indent=2))
+    plot_confusion_matrices(report, out / "confusion_matrices.png")
+    plot_roc_curves(roc_curves(y_true, probs, predictor.label_names), out / "roc_curves.png")
+    plot_label_confusion(label_confusion(y_true, decide(probs, predictor.thresholds), predictor.label_names),
+                         out / "label_confusion.png")
+    metrics = report["multilabel_classification_metrics"]
+    for key in HEADLINE:
+        value, std = metrics[key]["value"], metrics[key]["standard_deviation"]
+        shown = "null" if value is None else f"{value:.4f}"
+        print(f"test_{key}={shown}" + (f" (± {std:.4f})" if std is not None else ""))
+    worst = sorted(((m["f1"] or 0.0, name) for name, m in metrics["per_label"].items()))[:3]
+    print("weakest labels: " + ", ".join(f"{name} F1 {f1:.2f}" for f1, name in worst))
+    print(f"wrote {out / 'evaluation.json'} and plots")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

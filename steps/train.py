@@ -1,0 +1,84 @@
+"""SageMaker training entry script: fine-tune a BERT-family model for multi-label classification.
+
+Reads the train/validation channels written by preprocess.py, writes a SageMaker-ready model
+directory to SM_MODEL_DIR (HF weights + tokenizer + tuned thresholds + code/inference.py, and
+an ONNX export for fast CPU serving). Hyperparameters arrive as `--name value` flags.
+Runs unchanged in a SageMaker training container and locally (`python steps/train.py ...`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mlcore.config import TrainingConfig, add_dataclass_arguments, dataclass_from_namespace, sm_path
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataclass_arguments(parser, TrainingConfig)
+    parser.add_argument("--train-dir", type=Path, default=None, help="default: $SM_CHANNEL_TRAIN")
+    parser.add_argument("--validation-dir", type=Path, default=None, help="default: $SM_CHANNEL_VALIDATION")
+    parser.add_argument("--model-dir", type=Path, default=None, help="default: $SM_MODEL_DIR")
+    parser.add_argument("--output-data-dir", type=Path, default=None, help="default: $SM_OUTPUT_DATA_DIR")
+    parser.add_argument("--checkpoint-dir", type=Path, default=None,
+                        help="epoch checkpoints for resuming (default: /opt/ml/checkpoints when it exists)")
+    parser.add_argument("--export-onnx", choices=["true", "false"], default="true",
+                        help="export ONNX (+ int8 when it keeps quality) for fast CPU serving")
+    args = parser.parse_args(argv)
+    cfg = dataclass_from_namespace(TrainingConfig, args)
+    args.train_dir = args.train_dir or sm_path("SM_CHANNEL_TRAIN")
+    args.validation_dir = args.validation_dir or sm_path("SM_CHANNEL_VALIDATION")
+    args.model_dir = args.model_dir or sm_path("SM_MODEL_DIR")
+    args.output_data_dir = args.output_data_dir or sm_path("SM_OUTPUT_DATA_DIR")
+    if args.checkpoint_dir is None and sm_path("SM_CHECKPOINT_DIR").is_dir():
+        args.checkpoint_dir = sm_path("SM_CHECKPOINT_DIR")
+    return cfg, args
+
+
+def package_for_serving(model_dir: Path, validation, log=print) -> None:
+    """Add what serving needs: code/ for the HF inference toolkit, and the ONNX export."""
+    from mlcore.bundle import write_model_code
+
+    write_model_code(model_dir)
+    try:
+        from mlcore.onnx_backend import export_onnx
+
+        report = export_onnx(model_dir, quantize=True, validation=validation)
+        log(f"onnx export: serving backend {report.get('backend')}")
+    except Exception as exc:  # serving falls back to the PyTorch reference backend
+        (model_dir / "serving.json").write_text(json.dumps({"backend": "torch", "onnx_error": str(exc)}))
+        log(f"warning: ONNX export failed ({exc.__class__.__name__}: {exc}); the model will be served with torch")
+
+
+def main(argv=None) -> int:
+    cfg, args = parse_args(argv)
+    from mlcore.datasets import DatasetError, read_split
+    from mlcore.modeling import BaseModelError
+    from mlcore.training import train
+
+    try:
+        train_data = read_split(args.train_dir)
+        validation = read_split(args.validation_dir)
+        result = train(cfg, train_data, validation, args.model_dir, checkpoint_dir=args.checkpoint_dir)
+    except (DatasetError, BaseModelError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.export_onnx == "true":
+        package_for_serving(Path(args.model_dir), validation)
+    else:
+        from mlcore.bundle import write_model_code
+
+        write_model_code(Path(args.model_dir))
+    args.output_data_dir.mkdir(parents=True, exist_ok=True)
+    (args.output_data_dir / "history.json").write_text(json.dumps(result.history, indent=2))
+    print(f"best_epoch={result.best_epoch} train_seconds={result.wall_seconds:.1f} "
+          f"peak_rss_mb={result.peak_rss_mb:.0f} steps={result.steps}")
+    print("validation (tuned thresholds): " + " ".join(
+        f"{k}={v:.4f}" for k, v in result.validation.items() if isinstance(v, float)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

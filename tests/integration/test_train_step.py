@@ -1,0 +1,121 @@
+"""steps/train.py through SageMaker's training conventions (SM_* env vars, --hyperparameters)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.numpy import load_file
+
+from tests.conftest import REPO_ROOT
+from tests.helpers.data import keyword_rows, write_split_dir
+
+TRAIN_SCRIPT = REPO_ROOT / "steps" / "train.py"
+TINY_HPS = ["--epochs", "12", "--batch-size", "16", "--learning-rate", "5e-3", "--head-learning-rate", "5e-3",
+            "--warmup-ratio", "0", "--weight-decay", "0",
+            "--max-length", "32", "--progress", "false", "--export-onnx", "false", "--threshold-grid", "19"]
+
+
+def run_train(tmp: Path, base_model: Path, extra=(), env_extra=None, rows=240):
+    channels = tmp / "input" / "data"
+    write_split_dir(channels / "train", keyword_rows(rows, seed=1))
+    write_split_dir(channels / "validation", keyword_rows(80, seed=2))
+    env = {
+        **os.environ,
+        "SM_CHANNEL_TRAIN": str(channels / "train"),
+        "SM_CHANNEL_VALIDATION": str(channels / "validation"),
+        "SM_MODEL_DIR": str(tmp / "model"),
+        "SM_OUTPUT_DATA_DIR": str(tmp / "output" / "data"),
+        **(env_extra or {}),
+    }
+    proc = subprocess.run(
+        [sys.executable, str(TRAIN_SCRIPT), "--base_model", str(base_model), *TINY_HPS, *extra],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    return proc, tmp / "model"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_base_model):
+    tmp = tmp_path_factory.mktemp("train")
+    proc, model_dir = run_train(tmp, tiny_base_model)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, model_dir
+
+
+def test_writes_a_sagemaker_ready_model_directory(trained):
+    _, model_dir = trained
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification"
+    assert config["id2label"] == {"0": "a", "1": "b", "2": "c"}
+    thresholds = json.loads((model_dir / "thresholds.json").read_text())
+    assert thresholds["labels"] == ["a", "b", "c"]
+    assert all(0.0 < t < 1.0 for t in thresholds["thresholds"]) and thresholds["max_length"] == 32
+    assert (model_dir / "model.safetensors").exists() and (model_dir / "tokenizer.json").exists()
+    assert (model_dir / "code" / "inference.py").exists()
+    assert (model_dir / "code" / "mlcore" / "predictor.py").exists()
+    summary = json.loads((model_dir / "training_summary.json").read_text())
+    assert summary["config"]["epochs"] == 12.0 and summary["steps"] == 12 * 15
+
+
+def test_logs_lines_a_sagemaker_metric_definition_can_scrape(trained):
+    proc, _ = trained
+    f1 = [float(x) for x in re.findall(r"eval_f1_macro=([0-9.]+)", proc.stdout)]
+    loss = [float(x) for x in re.findall(r"train_loss=([0-9.]+)", proc.stdout)]
+    assert len(f1) == 12 and len(loss) == 12
+    assert loss[-1] < loss[0]
+
+
+def test_learns_a_keyword_task(trained):
+    from mlcore.datasets import read_split
+    from mlcore.metrics import quick_scores
+    from mlcore.predictor import decide, load_predictor
+
+    proc, model_dir = trained
+    predictor = load_predictor(model_dir, backend="torch")
+    test = read_split(write_split_dir(model_dir.parent / "test", keyword_rows(100, seed=3)))
+    probs = predictor.predict_proba(test.texts)
+    scores = quick_scores(test.matrix(), probs, predictor.thresholds)
+    assert scores["f1_macro"] > 0.75, proc.stdout[-2000:]
+    assert decide(probs, predictor.thresholds).shape == (100, 3)
+
+
+def test_same_seed_same_model(tmp_path, trained, tiny_base_model):
+    _, first = trained
+    proc, second = run_train(tmp_path, tiny_base_model)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = load_file(first / "model.safetensors"), load_file(second / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all((a[k] == b[k]).all() for k in a)
+    assert (first / "thresholds.json").read_text() == (second / "thresholds.json").read_text()
+
+
+def test_resumes_from_an_epoch_checkpoint(tmp_path, tiny_base_model):
+    ckpt = tmp_path / "checkpoints"
+    proc, _ = run_train(tmp_path / "one", tiny_base_model, ["--epochs", "1", "--checkpoint-dir", str(ckpt)], rows=64)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (ckpt / "checkpoint.pt").exists()
+    proc, model_dir = run_train(tmp_path / "two", tiny_base_model, ["--epochs", "2", "--checkpoint-dir", str(ckpt)], rows=64)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resumed from" in proc.stdout
+    assert len(re.findall(r"^epoch=\d", proc.stdout, re.M)) == 1  # only epoch 2 ran
+    assert json.loads((model_dir / "training_summary.json").read_text())["steps"] == 2 * 4
+
+
+def test_bad_channel_is_a_clear_error(tmp_path, tiny_base_model):
+    env = {**os.environ, "SM_CHANNEL_TRAIN": str(tmp_path / "missing"),
+           "SM_CHANNEL_VALIDATION": str(tmp_path / "missing"), "SM_MODEL_DIR": str(tmp_path / "m")}
+    proc = subprocess.run([sys.executable, str(TRAIN_SCRIPT), "--base-model", str(tiny_base_model)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "missing" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_hyperparameter_is_rejected(tmp_path):
+    proc = subprocess.run([sys.executable, str(TRAIN_SCRIPT), "--epocs", "3"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "--epocs" in proc.stderr
