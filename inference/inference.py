@@ -114,10 +114,8 @@ def format_results(probabilities, label_names, thresholds, threshold=None, top_k
     return results
 
 
-def predict_fn(requests: list[dict], model) -> list[dict]:
-    """Run every text of the requests through the model in one call; results per request."""
-    texts = [t for r in requests for t in r["texts"]]
-    probabilities = model.predict_proba(texts)
+def split_results(requests: list[dict], probabilities, model) -> list[dict]:
+    """Cut one probability matrix (all texts of `requests`, in order) back into per-request results."""
     out, start = [], 0
     for r in requests:
         rows = probabilities[start : start + len(r["texts"])]
@@ -127,12 +125,28 @@ def predict_fn(requests: list[dict], model) -> list[dict]:
     return out
 
 
+def predict_fn(requests: list[dict], model) -> list[dict]:
+    """Run every text of the requests through the model in one call; results per request."""
+    return split_results(requests, model.predict_proba([t for r in requests for t in r["texts"]]), model)
+
+
+def check_accept(accept: str | None) -> str:
+    """The response content type for an Accept header; 406 when we cannot produce it."""
+    if not accept or "*/*" in accept or "application/*" in accept:
+        return JSON
+    for part in accept.split(","):
+        kind = _base_type(part)
+        if kind == JSON:
+            return JSON
+        if kind in (JSONLINES, "application/x-jsonlines", "application/jsonl"):
+            return JSONLINES
+    raise RequestError(f"cannot answer in {accept!r}: accept {JSON} or {JSONLINES}", status=406)
+
+
 def output_fn(predictions: list[dict], accept: str | None = JSON) -> tuple[str, str]:
     """Serialise to JSON (a list of results; jsonlines: one result per line). Returns (body, content type)."""
-    kind = _base_type(accept if accept and accept != "*/*" else JSON)
+    kind = check_accept(accept)
     results = [res for p in predictions for res in p["results"]]
     if kind == JSON:
         return json.dumps(results), JSON
-    if kind in (JSONLINES, "application/x-jsonlines", "application/jsonl"):
-        return "".join(json.dumps(r) + "\n" for r in results), JSONLINES
-    raise RequestError(f"cannot answer in {accept!r}: accept {JSON} or {JSONLINES}", status=406)
+    return "".join(json.dumps(r) + "\n" for r in results), JSONLINES

@@ -78,3 +78,30 @@ def goemotions_dir() -> Path:
 @pytest.fixture
 def python_exe() -> str:
     return sys.executable
+
+
+def train_tiny_classifier(dest: Path, base: Path, seed: int = 42, onnx: bool = True) -> Path:
+    """A tiny BERT fine-tuned on the keyword task and packaged as steps/train.py does (code/, ONNX)."""
+    from mlcore.config import TrainingConfig
+    from mlcore.training import train
+    from steps.train import package_for_serving
+    from tests.helpers.data import keyword_rows, labeled
+
+    cfg = TrainingConfig(base_model=str(base), epochs=12, batch_size=16, learning_rate=5e-3, head_learning_rate=5e-3,
+                         warmup_ratio=0.0, weight_decay=0.0, max_length=64, progress=False, threshold_grid=19,
+                         seed=seed)
+    validation = labeled(keyword_rows(80, seed=2))
+    train(cfg, labeled(keyword_rows(240, seed=1)), validation, dest, log=lambda _: None)
+    if onnx:
+        package_for_serving(dest, validation, log=lambda _: None)
+    else:
+        from mlcore.bundle import write_model_code
+
+        write_model_code(dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_model(tmp_path_factory, tiny_base_model) -> Path:
+    """A tiny classifier over labels a, b, c that really learned (keywords), with ONNX exports."""
+    return train_tiny_classifier(tmp_path_factory.mktemp("trained-tiny"), tiny_base_model)

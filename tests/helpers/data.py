@@ -29,3 +29,10 @@ def write_split_dir(directory: Path, rows: list[dict], labels=("a", "b", "c")) -
             fh.write(json.dumps(row) + "\n")
     (directory / "labels.json").write_text(json.dumps({"labels": list(labels)}))
     return directory
+
+
+def labeled(rows: list[dict], labels=("a", "b", "c")):
+    """Rows as mlcore.datasets.LabeledTexts."""
+    from mlcore.datasets import LabeledTexts
+
+    return LabeledTexts([r["text"] for r in rows], [r["labels"] for r in rows], list(labels))
