@@ -71,6 +71,7 @@ FAIL = "FailModelQuality"
 STEPS = (PREPROCESS, TRAIN, EVALUATE, CHECK, REGISTER, FAIL)
 
 MODEL_PACKAGE_GROUP = "bert-multilabel"
+ENDPOINT_NAME = "bert-multilabel"
 PIPELINE_NAME = "bert-multilabel-pipeline"
 
 # The quality gate: JSON paths into steps/evaluate.py's evaluation.json, with the parameter

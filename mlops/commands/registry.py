@@ -13,13 +13,26 @@ ORDER = 20
 TABLE_METRICS = ("f1_macro", "roc_auc_macro")
 
 
-def publish_event(event: dict, settings: Settings, echo: bool = True) -> None:
-    """Deliver a model package state-change event: append it to <home>/events.jsonl (and print it)."""
+def publish_event(event: dict, settings: Settings, echo: bool = True, deploy: bool = False) -> dict | None:
+    """Deliver a model package state-change event: append it to <home>/events.jsonl (and print it).
+
+    With `deploy`, the event also goes to the deploy handler's decision logic (lambda_fn/deploy.py)
+    with the local backend, as EventBridge would deliver it to the deploy Lambda on AWS.
+    """
     settings.home.mkdir(parents=True, exist_ok=True)
     with open(settings.events_file, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(event, separators=(",", ":")) + "\n")
     if echo:
         print(json.dumps(event, indent=2))
+    if not deploy:
+        return None
+    from lambda_fn.deploy import LocalBackend, decide
+    from mlops.local_endpoint import DeployError
+
+    try:
+        return decide(event, LocalBackend(settings))
+    except DeployError as exc:
+        raise CliError(f"the status changed, but deployment failed; the serving version is unchanged.\n{exc}") from None
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:
@@ -102,7 +115,9 @@ def _change(args, status: str) -> int:
     except (RegistryError, ValueError) as exc:
         raise CliError(str(exc)) from None
     print(f"{group} version {event['detail']['ModelPackageVersion']} is now {status}", file=sys.stderr)
-    publish_event(event, settings)
+    outcome = publish_event(event, settings, echo=args.verbose, deploy=args.deploy)
+    if outcome:
+        print(f"local endpoint: {outcome['action']} (serving version {outcome['version']}): {outcome['reason']}")
     return 0
 
 
@@ -130,4 +145,7 @@ def register(subparsers) -> None:
         p = sub.add_parser(action, parents=[common], help=f"set a version's status to {status} and emit the event")
         p.add_argument("version", help="version number (1, 2, ...)")
         p.add_argument("--reason", default="", help="why (kept in the approval history)")
+        p.add_argument("--no-deploy", dest="deploy", action="store_false",
+                       help="only change the status; do not send the event to the local deploy handler")
+        p.add_argument("--verbose", action="store_true", help="print the emitted event")
         p.set_defaults(func=lambda args, status=status: _change(args, status))

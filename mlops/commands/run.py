@@ -66,18 +66,22 @@ def collect_parameters(args: argparse.Namespace, base: dict[str, str] | None = N
     return params
 
 
-def execute(params: dict[str, str], hps: dict[str, str], no_cache: bool, settings: Settings | None = None) -> int:
-    """Run the pipeline and map its outcome to an exit status (0 registered, 1 failed)."""
+def run(params: dict[str, str], hps: dict[str, str], no_cache: bool, settings: Settings | None = None):
+    """Run the pipeline; registration events go to the local deploy handler, as EventBridge would."""
     from mlops.commands.registry import publish_event
     from pipelines.local_runner import PipelineError, run_pipeline
 
     settings = settings or Settings.from_env()
     try:
-        result = run_pipeline(params, settings, cache=not no_cache, hyperparameters=hps,
-                              on_event=lambda event: publish_event(event, settings, echo=False))
+        return run_pipeline(params, settings, cache=not no_cache, hyperparameters=hps,
+                            on_event=lambda event: publish_event(event, settings, echo=False, deploy=True))
     except PipelineError as exc:
         raise CliError(str(exc)) from None
-    return 0 if result.succeeded else 1
+
+
+def execute(params: dict[str, str], hps: dict[str, str], no_cache: bool, settings: Settings | None = None) -> int:
+    """Run the pipeline and map its outcome to an exit status (0 registered, 1 failed)."""
+    return 0 if run(params, hps, no_cache, settings).succeeded else 1
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -148,7 +148,7 @@ def test_cli_approve_publishes_the_event_and_lists_the_new_status(registry, tmp_
     registry.register(GROUP, _tarball(tmp_path), _evaluation(0.4567, 0.9))
     registry.register(GROUP, _tarball(tmp_path, "b"), _evaluation(0.3, 0.7))
 
-    assert cli_main(["registry", "approve", "2", "--reason", "ship it"]) == 0
+    assert cli_main(["registry", "approve", "2", "--reason", "ship it", "--no-deploy", "--verbose"]) == 0
     printed = capsys.readouterr().out
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert len(events) == 1 and json.loads(printed) == events[0]

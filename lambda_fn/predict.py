@@ -1,0 +1,180 @@
+"""The predict Lambda: POST text(s) -> SageMaker endpoint -> labels and probabilities.
+
+Behind a Lambda Function URL or an API Gateway HTTP API (payload format 2.0, base64 bodies
+too). Request: {"text": "..."} or {"texts": ["...", ...]}. Response: {"predictions": [{"text_index",
+"labels", "scores"}], "requestId"}. Errors: {"error": {"code", "message"}, "requestId"} with 400
+bad input, 413 too large, 429 throttled, 502 model error, 503 endpoint missing / not in service,
+504 timeout. CORS is set here and only here (the Function URL has no CORS config of its own).
+
+Env: ENDPOINT_NAME, ALLOWED_ORIGINS (comma-separated; "*" allows any), MAX_TEXT_CHARS (5000),
+MAX_TEXTS (32), LOG_USER_TEXT (false), INVOKE_TIMEOUT_S (10), POWERTOOLS_METRICS_NAMESPACE.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent
+from botocore.config import Config
+from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+
+logger = Logger(service="predict")
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "BertMultilabel"), service="predict")
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    """Read once per container from the environment."""
+
+    endpoint_name: str = field(default_factory=lambda: os.environ.get("ENDPOINT_NAME", "bert-multilabel"))
+    allowed_origins: tuple = field(default_factory=lambda: tuple(
+        o.strip() for o in os.environ.get("ALLOWED_ORIGINS", "").split(",") if o.strip()))
+    max_text_chars: int = field(default_factory=lambda: int(os.environ.get("MAX_TEXT_CHARS", "5000")))
+    max_texts: int = field(default_factory=lambda: int(os.environ.get("MAX_TEXTS", "32")))
+    max_body_bytes: int = field(default_factory=lambda: int(os.environ.get("MAX_BODY_BYTES", str(1024 * 1024))))
+    log_user_text: bool = field(default_factory=lambda: os.environ.get("LOG_USER_TEXT", "false").lower() == "true")
+    invoke_timeout_s: float = field(default_factory=lambda: float(os.environ.get("INVOKE_TIMEOUT_S", "10")))
+
+
+class PredictError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+_client = None
+
+
+def runtime_client(settings: PredictSettings):
+    """One sagemaker-runtime client per container, explicit timeouts and retries.
+
+    AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME (honoured by boto3) points it at the local endpoint.
+    """
+    global _client
+    if _client is None:
+        _client = boto3.client("sagemaker-runtime", config=Config(
+            connect_timeout=2, read_timeout=settings.invoke_timeout_s,
+            retries={"max_attempts": 2, "mode": "standard"}))
+    return _client
+
+
+def cors_headers(origin: str | None, settings: PredictSettings) -> dict:
+    """The CORS headers for a request's Origin (none when it is not allowed)."""
+    if not origin:
+        return {}
+    if "*" in settings.allowed_origins or origin in settings.allowed_origins:
+        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin",
+                "Access-Control-Allow-Methods": "POST, OPTIONS",
+                "Access-Control-Allow-Headers": "content-type", "Access-Control-Max-Age": "600"}
+    return {}
+
+
+def parse_texts(event: LambdaFunctionUrlEvent, settings: PredictSettings) -> list[str]:
+    """Validate the body: {"text": str} or {"texts": [str, ...]}, within the limits."""
+    raw = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        try:
+            raw = base64.b64decode(raw).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            raise PredictError(400, "bad_request", "the base64 body could not be decoded as UTF-8") from None
+    if len(raw.encode("utf-8")) > settings.max_body_bytes:
+        raise PredictError(413, "payload_too_large", f"the body is over {settings.max_body_bytes} bytes")
+    if not raw.strip():
+        raise PredictError(400, "bad_request", 'the body is empty: send {"text": "..."} or {"texts": [...]}')
+    try:
+        doc = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise PredictError(400, "bad_request", f"the body is not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(doc, dict) or ("text" in doc) == ("texts" in doc):
+        raise PredictError(400, "bad_request", 'send exactly one of {"text": "..."} or {"texts": ["...", ...]}')
+    texts = [doc["text"]] if "text" in doc else doc["texts"]
+    if not isinstance(texts, list) or not texts:
+        raise PredictError(400, "bad_request", '"texts" must be a non-empty list of strings')
+    if len(texts) > settings.max_texts:
+        raise PredictError(413, "payload_too_large", f"{len(texts)} texts; at most {settings.max_texts} per request")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise PredictError(400, "bad_request", f"text {i} is empty or not a string")
+        if len(text) > settings.max_text_chars:
+            raise PredictError(413, "payload_too_large",
+                               f"text {i} has {len(text)} characters; at most {settings.max_text_chars}")
+    return texts
+
+
+def invoke(texts: list[str], settings: PredictSettings) -> list[dict]:
+    """Call the endpoint; map its failures onto the API's status codes."""
+    try:
+        response = runtime_client(settings).invoke_endpoint(
+            EndpointName=settings.endpoint_name, ContentType="application/json", Accept="application/json",
+            Body=json.dumps({"inputs": texts}))
+        return json.loads(response["Body"].read())
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", ""), error.get("Message", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        logger.warning("endpoint error", extra={"aws_code": code, "aws_status": status, "aws_message": message[:300]})
+        if code in ("ThrottlingException", "TooManyRequestsException") or status == 429:
+            raise PredictError(429, "throttled", "the model is busy: retry in a moment") from None
+        if code == "ModelError" or status == 424:
+            raise PredictError(502, "model_error", "the model could not process this text") from None
+        if code == "ValidationException" and ("not found" in message.lower() or "endpoint" in message.lower()):
+            raise PredictError(503, "endpoint_unavailable",
+                               f"the model endpoint {settings.endpoint_name!r} is not available") from None
+        if code in ("ModelNotReadyException", "ServiceUnavailable") or status == 503:
+            raise PredictError(503, "endpoint_unavailable", "the model endpoint is not in service yet") from None
+        if status == 413:
+            raise PredictError(413, "payload_too_large", "the request is too large for the model endpoint") from None
+        raise PredictError(502, "model_error", "the model endpoint answered with an error") from None
+    except (ReadTimeoutError, ConnectTimeoutError):
+        raise PredictError(504, "timeout", "the model endpoint did not answer in time") from None
+    except EndpointConnectionError:
+        raise PredictError(503, "endpoint_unavailable", "the model endpoint cannot be reached") from None
+
+
+def response(status: int, body: dict, headers: dict) -> dict:
+    return {"statusCode": status, "headers": {"Content-Type": "application/json", **headers},
+            "body": json.dumps(body)}
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict, context) -> dict:
+    """Lambda entry point (Function URL / HTTP API payload 2.0)."""
+    settings = PredictSettings()
+    started = time.perf_counter()
+    url_event = LambdaFunctionUrlEvent(event)
+    request_id = getattr(context, "aws_request_id", None) or url_event.request_context.request_id
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    cors = cors_headers(headers.get("origin"), settings)
+    method = url_event.request_context.http.method.upper()
+    if method == "OPTIONS":
+        return {"statusCode": 204 if cors else 403, "headers": cors, "body": ""}
+    try:
+        if headers.get("origin") and not cors:
+            raise PredictError(403, "origin_not_allowed", f"origin {headers['origin']!r} is not allowed")
+        if method != "POST":
+            raise PredictError(405, "method_not_allowed", "use POST with a JSON body")
+        texts = parse_texts(event, settings)
+        log_extra = {"texts": len(texts), "chars": sum(map(len, texts))}
+        if settings.log_user_text:
+            log_extra["user_text"] = texts
+        logger.info("predict", extra=log_extra)
+        results = invoke(texts, settings)
+        predictions = [{"text_index": i, **r} for i, r in enumerate(results)]
+        metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(texts))
+        status, body = 200, {"predictions": predictions, "requestId": request_id}
+    except PredictError as exc:
+        status, body = exc.status, {"error": {"code": exc.code, "message": exc.message}, "requestId": request_id}
+        metrics.add_metric(name="ClientErrors" if exc.status < 500 else "ServerErrors", unit=MetricUnit.Count, value=1)
+    except Exception:
+        logger.exception("unexpected failure")
+        status, body = 500, {"error": {"code": "internal_error", "message": "internal error"}, "requestId": request_id}
+        metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="LatencyMs", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000)
+    return response(status, body, cors)

@@ -1,0 +1,189 @@
+"""`mlops up`: the local serving stack in one command; `mlops endpoint`: its endpoint's state.
+
+up = the stable endpoint (proxy on :8080 to the serving model version, deploying the newest
+Approved version if none is running) + the predict Lambda as a Function URL (:8090) + the web
+app (:8000, its /api/predict proxied to the Lambda). Ctrl-C or SIGTERM stops everything.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from mlops.cli import CliError
+from mlops.settings import Settings
+from pipelines import spec
+
+ORDER = 30
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class StackPorts:
+    """Ports of the local stack (env: MLOPS_ENDPOINT_PORT, MLOPS_LAMBDA_PORT, MLOPS_SITE_PORT)."""
+
+    endpoint: int = field(default_factory=lambda: int(os.environ.get("MLOPS_ENDPOINT_PORT", "8080")))
+    lambda_url: int = field(default_factory=lambda: int(os.environ.get("MLOPS_LAMBDA_PORT", "8090")))
+    site: int = field(default_factory=lambda: int(os.environ.get("MLOPS_SITE_PORT", "8000")))
+
+
+def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+    """Wait until `url` answers (any status below 500, or 503 from a proxy with nothing deployed)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise CliError(f"a stack process exited early (status {proc.returncode}) while waiting for {url}")
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise CliError(f"{url} did not come up within {timeout:.0f}s")
+
+
+def ensure_serving(settings: Settings, log=print) -> int | None:
+    """Deploy the newest Approved version when the endpoint serves nothing (e.g. after a reboot)."""
+    from lambda_fn.deploy import LocalBackend
+
+    backend = LocalBackend(settings)
+    current = backend.serving_version()
+    if current is not None:
+        return current
+    newest = backend.newest_approved(settings.model_package_group)
+    if newest is None:
+        log("no Approved model version yet: the endpoint answers 503 until you approve one "
+            "(mlops registry approve N)")
+        return None
+    log(f"deploying version {newest['version']} (the newest Approved) ...")
+    backend.deploy(newest)
+    return newest["version"]
+
+
+def lambda_env(ports: StackPorts) -> dict:
+    """Environment under which the predict handler reaches the local endpoint through boto3, unchanged."""
+    return {
+        "ENDPOINT_NAME": spec.ENDPOINT_NAME,
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": f"http://127.0.0.1:{ports.endpoint}",
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+        "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
+        "ALLOWED_ORIGINS": os.environ.get("ALLOWED_ORIGINS",
+                                          f"http://127.0.0.1:{ports.site},http://localhost:{ports.site}"),
+        "POWERTOOLS_METRICS_NAMESPACE": "BertMultilabelLocal",
+        "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
+    }
+
+
+class Stack:
+    """Child processes of `mlops up`, started in order and stopped together."""
+
+    def __init__(self, settings: Settings, ports: StackPorts, with_site: bool = True):
+        self.settings, self.ports, self.with_site = settings, ports, with_site
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def _spawn(self, name: str, argv: list[str], url: str, env: dict | None = None) -> None:
+        proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, cwd=REPO_ROOT)
+        self.procs.append((name, proc))
+        wait_http(url, proc=proc)
+
+    def start(self) -> dict[str, str]:
+        py = self.settings.python
+        env = {"MLOPS_HOME": str(self.settings.home)}
+        urls = {"endpoint": f"http://127.0.0.1:{self.ports.endpoint}",
+                "lambda": f"http://127.0.0.1:{self.ports.lambda_url}",
+                "site": f"http://127.0.0.1:{self.ports.site}"}
+        self._spawn("endpoint", [py, "-m", "mlops.local_endpoint", "--home", str(self.settings.home), "--name",
+                                 spec.ENDPOINT_NAME, "--port", str(self.ports.endpoint)], urls["endpoint"] + "/ping", env)
+        self._spawn("lambda", [py, "-m", "lambda_fn.local_adapter", "--port", str(self.ports.lambda_url)],
+                    urls["lambda"] + "/", {**env, **lambda_env(self.ports)})
+        if self.with_site:
+            self._spawn("site", [py, "-m", "mlops.site_server", "--port", str(self.ports.site),
+                                 "--predict-url", urls["lambda"] + "/"], urls["site"] + "/", env)
+        else:
+            urls.pop("site")
+        return urls
+
+    def wait(self) -> int:
+        """Block until a child exits or we are told to stop; then stop all."""
+        stop = {"flag": False}
+
+        def on_signal(*_):
+            stop["flag"] = True
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        try:
+            while not stop["flag"]:
+                for name, proc in self.procs:
+                    if proc.poll() is not None:
+                        print(f"{name} exited with status {proc.returncode}; stopping the stack", file=sys.stderr)
+                        return 1
+                time.sleep(0.3)
+            return 0
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for _, proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def cmd_up(args) -> int:
+    from mlops.local_endpoint import DeployError
+
+    settings = Settings.from_env()
+    ports = StackPorts()
+    try:
+        version = ensure_serving(settings)
+    except DeployError as exc:
+        raise CliError(str(exc)) from None
+    stack = Stack(settings, ports, with_site=not args.no_site)
+    try:
+        urls = stack.start()
+    except BaseException:
+        stack.stop()
+        raise
+    print(f"endpoint  {urls['endpoint']}/invocations  (serving version {version if version else 'none yet'})")
+    print(f"lambda    {urls['lambda']}/  (Function URL shape: POST {{\"text\": \"...\"}})")
+    if "site" in urls:
+        print(f"site      {urls['site']}/")
+    print("Ctrl-C stops the stack; the model server of the serving version keeps running (mlops endpoint stop).")
+    return stack.wait()
+
+
+def cmd_endpoint(args) -> int:
+    from mlops.local_endpoint import LocalEndpoint
+
+    settings = Settings.from_env()
+    endpoint = LocalEndpoint(settings.home, spec.ENDPOINT_NAME)
+    if args.action == "stop":
+        endpoint.stop()
+        print(f"stopped the model server of endpoint {spec.ENDPOINT_NAME}")
+        return 0
+    state = endpoint.state()
+    print(json.dumps(state, indent=2) if state else f"endpoint {spec.ENDPOINT_NAME}: nothing deployed")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "up", help="serve locally: endpoint (:8080) + predict Lambda (:8090) + web app (:8000)",
+        description=__doc__)
+    parser.add_argument("--no-site", action="store_true", help="do not serve the web app")
+    parser.set_defaults(func=cmd_up)
+    parser = subparsers.add_parser("endpoint", help="state of the local endpoint, or stop its model server")
+    parser.add_argument("action", choices=["status", "stop"], nargs="?", default="status")
+    parser.set_defaults(func=cmd_endpoint)
