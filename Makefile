@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean benchmark-quality
+.PHONY: demo test install clean site-deps
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/mlops demo
 
-test: $(STAMP)
+# The site's tests need node packages and Debian's Chromium; when they cannot be installed the
+# browser test skips and says why (it never passes silently).
+site-deps:
+	@if command -v npm >/dev/null; then (cd site && npm ci --no-audit --no-fund) || echo "warning: npm ci failed"; \
+	 else echo "warning: npm not found: the site's tests will be skipped"; fi
+	@if [ ! -x /usr/bin/chromium ]; then \
+	   if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	       || echo "warning: could not install chromium: the browser test will be skipped"; \
+	   else echo "warning: /usr/bin/chromium missing and cannot apt-get: the browser test will be skipped"; fi; \
+	 fi
+
+test: $(STAMP) site-deps
 	$(PY) -m pytest
 
 clean:

@@ -7,7 +7,7 @@ back our own model server (`inference/server.py`).
 Request:  {"inputs": "text" | ["text", ...], "parameters": {"threshold": 0.4, "top_k": 3}}
           (application/json), or one such object / one text per line (application/jsonlines)
 Response: one result per text: {"labels": [names passing the thresholds, most probable first],
-          "scores": {label: probability, ... every label}}
+          "scores": {label: probability, ... every label}, "thresholds": {label: decision threshold}}
 """
 from __future__ import annotations
 
@@ -110,7 +110,9 @@ def format_results(probabilities, label_names, thresholds, threshold=None, top_k
                    if float(row[j]) >= (threshold if threshold is not None else float(thresholds[j]))]
         if top_k is not None:
             passing = passing[:top_k]
-        results.append({"labels": passing, "scores": {label_names[j]: round(float(row[j]), 6) for j in order}})
+        results.append({"labels": passing, "scores": {label_names[j]: round(float(row[j]), 6) for j in order},
+                        "thresholds": {label_names[j]: round(float(threshold if threshold is not None
+                                                                  else thresholds[j]), 4) for j in order}})
     return results
 
 
