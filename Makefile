@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean site-deps
+.PHONY: demo test install clean site-deps site
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ site-deps:
 	       || echo "warning: could not install chromium: the browser test will be skipped"; \
 	   else echo "warning: /usr/bin/chromium missing and cannot apt-get: the browser test will be skipped"; fi; \
 	 fi
+
+# The site's unit tests alone (node's test runner); `make test` runs them too, through pytest.
+site: site-deps
+	cd site && npm test
 
 test: $(STAMP) site-deps
 	$(PY) -m pytest

@@ -22,6 +22,8 @@ INSTALL_REQUIRES = [
     "onnxruntime>=1.20",
     "psutil>=5.9",
     "prometheus-client>=0.20",
+    "starlette>=0.40",
+    "uvicorn>=0.30",
     "boto3>=1.34",
     "aws-lambda-powertools>=3.0",
     "sagemaker==3.27.0",
@@ -31,6 +33,7 @@ EXTRAS_REQUIRE = {
     "dev": [
         "pytest>=8",
         "pytest-timeout>=2.3",
+        "aiohttp>=3.9",
         "moto[server]>=5.0",
         "cfn-lint>=1.0",
         "jsonschema>=4.20",

@@ -52,7 +52,8 @@ def _validate(doc: Any, where: str = "body") -> dict:
             raise RequestError(f"{where}: inputs[{i}] is {type(text).__name__}, expected a string")
         if not text.strip():
             raise RequestError(f"{where}: inputs[{i}] is empty")
-    params = doc.get("parameters") or {}
+    params = doc.get("parameters")
+    params = {} if params is None else params
     if not isinstance(params, dict):
         raise RequestError(f"{where}: \"parameters\" must be an object")
     unknown = sorted(set(params) - {"threshold", "top_k"})

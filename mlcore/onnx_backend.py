@@ -111,11 +111,28 @@ def load_onnx_int8(model_dir: Path, **kwargs) -> OnnxPredictor:
     return OnnxPredictor(model_dir, INT8_FILE, **kwargs)
 
 
+def _validation_arrays(validation, label_names: list[str]) -> tuple[list[str], np.ndarray | None]:
+    """Texts and 0/1 matrix (model label order) from LabeledTexts or a (texts, matrix) pair."""
+    if validation is None:
+        return [], None
+    if isinstance(validation, tuple):
+        texts, y = list(validation[0]), np.asarray(validation[1], dtype=np.float32)
+        if y.shape != (len(texts), len(label_names)):
+            raise ValueError(f"validation matrix shape {y.shape} does not match {len(texts)} texts x "
+                             f"{len(label_names)} labels")
+        return texts, y
+    return list(validation.texts), validation.with_label_names(label_names).matrix()
+
+
 def export_onnx(model_dir: str | Path, quantize: bool = True, validation=None, log=print) -> dict:
     """Write model.onnx (+ model.int8.onnx) and serving.json; int8 only if its F1 drop <= MAX_F1_DROP."""
     from mlcore.metrics import quick_scores
 
     model_dir = Path(model_dir)
+    if not (model_dir / "config.json").exists() or not (model_dir / "thresholds.json").exists():
+        raise FileNotFoundError(f"{model_dir} is not a packaged model directory (config.json and thresholds.json "
+                                "are required)")
+    texts, y = _validation_arrays(validation, ModelInfo.read(model_dir).label_names)
     started = time.time()
     fp32 = model_dir / FP32_FILE
     _export(model_dir, fp32)
@@ -126,14 +143,13 @@ def export_onnx(model_dir: str | Path, quantize: bool = True, validation=None, l
     report: dict = {"backend": "onnx", "max_f1_drop": MAX_F1_DROP}
     if quantize:
         _quantise(fp32, model_dir / INT8_FILE)
-        if validation is not None and len(validation):
-            y = validation.with_label_names(ModelInfo.read(model_dir).label_names).matrix()
+        if texts:
             scores = {}
             for name, loader in (("onnx", load_onnx_fp32), ("onnx-int8", load_onnx_int8)):
                 predictor = loader(model_dir)
-                scores[name] = quick_scores(y, predictor.predict_proba(validation.texts, 64), predictor.thresholds)["f1_macro"]
+                scores[name] = quick_scores(y, predictor.predict_proba(texts, 64), predictor.thresholds)["f1_macro"]
             drop = (scores["onnx"] or 0.0) - (scores["onnx-int8"] or 0.0)
-            report.update({"f1_macro": scores, "int8_f1_drop": round(drop, 6), "validation_rows": len(validation)})
+            report.update({"f1_macro": scores, "int8_f1_drop": round(drop, 6), "validation_rows": len(texts)})
             if drop <= MAX_F1_DROP:
                 report["backend"] = "onnx-int8"
             else:

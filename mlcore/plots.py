@@ -17,7 +17,7 @@ def plot_confusion_matrices(report: dict, path: str | Path) -> Path:
     names = list(per_label)
     cols = min(7, len(names))
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.3 * rows + 0.6), squeeze=False)
     for ax, name in zip(axes.flat, names):
         m = per_label[name]
         counts = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]])
@@ -46,7 +46,11 @@ def plot_roc_curves(curves: dict, path: str | Path) -> Path:
                 label=f"{name} ({c['auc']:.3f})" if c["auc"] is not None else name)
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curves (AUC)")
-    ax.legend(fontsize=6, ncol=2, loc="lower right")
+    if curves:
+        ax.legend(fontsize=6, ncol=2, loc="lower right")
+    else:  # every label had only positives or only negatives: say why the plot is empty
+        ax.text(0.5, 0.6, "no label has both positive and negative examples:\nROC AUC undefined",
+                ha="center", va="center", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tarfile
 from pathlib import Path
 
 
@@ -28,7 +29,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--bootstrap", type=int, default=200, help="resamples for standard deviations (0 = none)")
     parser.add_argument("--progress", choices=["true", "false"], default="true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.bootstrap < 0:
+        parser.error(f"--bootstrap must be >= 0 (0 = no standard deviations), got {args.bootstrap}")
+    return args
 
 
 def align_to_model(test, model_labels: list[str]):
@@ -54,6 +60,10 @@ def main(argv=None) -> int:
         y_true = align_to_model(test, predictor.label_names)
     except (DatasetError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except tarfile.TarError as exc:  # a truncated or non-tar model.tar.gz
+        print(f"error: cannot unpack the model archive {args.model_path} ({' '.join(str(exc).split())}); pass a model.tar.gz written by "
+              "the training step or a model directory", file=sys.stderr)
         return 2
     print(f"evaluating on {len(test)} texts, {len(predictor.label_names)} labels, backend {args.backend}")
     probs = predictor.predict_proba(test.texts, batch_size=args.batch_size, progress=args.progress == "true")

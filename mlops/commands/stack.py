@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,7 +105,11 @@ class Stack:
         self._spawn("lambda", [py, "-m", "lambda_fn.local_adapter", "--port", str(self.ports.lambda_url)],
                     urls["lambda"] + "/", {**env, **lambda_env(self.ports)})
         if self.with_site:
-            self._spawn("site", [py, "-m", "mlops.site_server", "--port", str(self.ports.site),
+            node = shutil.which("node")
+            if not node:
+                raise CliError("node (18+) is needed to serve the web app (site/server.mjs); install Node.js "
+                               "or run `mlops up --no-site`")
+            self._spawn("site", [node, str(REPO_ROOT / "site" / "server.mjs"), "--port", str(self.ports.site),
                                  "--predict-url", urls["lambda"] + "/"], urls["site"] + "/", env)
         else:
             urls.pop("site")

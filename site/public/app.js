@@ -1,29 +1,38 @@
-import { predict, resultRows, MAX_CHARS } from "./predict-client.js";
+// The page: reads the form, calls predict(), renders results or the error (logic in predict-client.js).
+import { predict, splitTexts, MAX_CHARS, MAX_TEXTS } from "./predict-client.js";
 
 const form = document.querySelector("#predict-form");
 const input = document.querySelector("#text");
+const multi = document.querySelector("#multi");
 const button = document.querySelector("#submit");
 const status = document.querySelector("#status");
 const results = document.querySelector("#results");
 const counter = document.querySelector("#counter");
 
+const pct = (x) => `${(Math.round(x * 1000) / 10).toFixed(1)}%`;
+const pctShort = (x) => `${Math.round(x * 1000) / 10}%`;  // thresholds: 50%, 35.5%
+
 function setBusy(busy) {
   button.disabled = busy;
   button.textContent = busy ? "Classifying…" : "Classify";
-  form.setAttribute("aria-busy", String(busy));
+  button.classList.toggle("busy", busy);
+  results.setAttribute("aria-busy", String(busy));
+  results.classList.toggle("stale", busy);
 }
 
-function showError(message) {
+function showError(message, reference) {
   results.replaceChildren();
   status.className = "status error";
   status.textContent = message;
+  if (reference) {
+    const ref = document.createElement("span");
+    ref.className = "ref";
+    ref.textContent = ` Reference: ${reference}`;
+    status.append(ref);
+  }
 }
 
-function showPrediction(prediction) {
-  status.className = "status";
-  const rows = resultRows(prediction);
-  const predicted = rows.filter((r) => r.predicted).map((r) => r.label);
-  status.textContent = predicted.length ? `Predicted labels: ${predicted.join(", ")}` : "No label passed its threshold.";
+function labelList(rows) {
   const list = document.createElement("ol");
   list.className = "labels";
   for (const row of rows) {
@@ -32,7 +41,14 @@ function showPrediction(prediction) {
     item.dataset.label = row.label;
     const name = document.createElement("span");
     name.className = "name";
-    name.textContent = row.label + (row.predicted ? " ✓" : "");
+    name.textContent = row.label;
+    if (row.predicted) {
+      const tick = document.createElement("span");
+      tick.className = "tick";
+      tick.textContent = " ✓";
+      tick.setAttribute("aria-label", " (predicted)");
+      name.append(tick);
+    }
     const bar = document.createElement("span");
     bar.className = "bar";
     bar.setAttribute("role", "meter");
@@ -44,41 +60,93 @@ function showPrediction(prediction) {
     fill.className = "fill";
     fill.style.width = `${row.percent}%`;
     bar.append(fill);
+    const value = document.createElement("span");
+    value.className = "value";
+    value.textContent = pct(row.probability);
     if (row.threshold !== null) {
       const mark = document.createElement("span");
       mark.className = "threshold";
       mark.style.left = `${row.threshold * 100}%`;
-      mark.title = `decision threshold ${row.threshold}`;
       bar.append(mark);
+      bar.setAttribute("aria-valuetext", `${pct(row.probability)}, threshold ${pctShort(row.threshold)}`);
+      const threshold = document.createElement("span");
+      threshold.className = "thr";
+      threshold.textContent = `threshold ${pctShort(row.threshold)}`;
+      value.append(threshold);
     }
-    const value = document.createElement("span");
-    value.className = "value";
-    value.textContent = `${row.percent.toFixed(1)}%`;
     item.append(name, bar, value);
     list.append(item);
   }
-  results.replaceChildren(list);
+  return list;
+}
+
+function showResults(answer) {
+  status.className = "status";
+  const many = answer.results.length > 1;
+  if (many) {
+    status.textContent = `Classified ${answer.results.length} texts.`;
+  } else {
+    const { labels } = answer.results[0];
+    status.textContent = labels.length ? `Predicted labels: ${labels.join(", ")}` : "No label reached its threshold.";
+  }
+  const cards = answer.results.map((result, i) => {
+    const card = document.createElement("article");
+    card.className = "result";
+    card.dataset.index = String(i);
+    if (many) {
+      const title = document.createElement("h3");
+      title.textContent = `Text ${i + 1}: ${result.labels.length ? result.labels.join(", ") : "no label"}`;
+      const quote = document.createElement("p");
+      quote.className = "quote";
+      quote.textContent = result.text;
+      card.append(title, quote);
+    }
+    card.append(labelList(result.rows));
+    return card;
+  });
+  const legend = document.createElement("p");
+  legend.className = "legend";
+  legend.textContent = "Bars: probability. Tick: the label's decision threshold; a label is predicted (✓) when its bar reaches the tick.";
+  results.replaceChildren(...cards, legend);
+}
+
+function updateCounter() {
+  if (multi.checked) {
+    const n = splitTexts(input.value, { multi: true }).length;
+    counter.textContent = `${n} / ${MAX_TEXTS} texts`;
+    counter.classList.toggle("over", n > MAX_TEXTS);
+  } else {
+    counter.textContent = `${input.value.trim().length} / ${MAX_CHARS}`;
+    counter.classList.toggle("over", input.value.trim().length > MAX_CHARS);
+  }
 }
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
+  if (button.disabled) return;
   setBusy(true);
   status.className = "status";
   status.textContent = "Classifying…";
-  const answer = await predict(input.value);
+  const answer = await predict(input.value, { multi: multi.checked });
   setBusy(false);
-  if (answer.error) showError(answer.error);
-  else showPrediction(answer.prediction);
+  if (answer.error) showError(answer.error, answer.reference);
+  else showResults(answer);
 });
 
-input.addEventListener("input", () => {
-  counter.textContent = `${input.value.length} / ${MAX_CHARS}`;
+// Ctrl/Cmd+Enter submits from the text area (Enter alone adds a line).
+input.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
 });
+input.addEventListener("input", updateCounter);
+multi.addEventListener("change", updateCounter);
 
 for (const example of document.querySelectorAll("[data-example]")) {
   example.addEventListener("click", () => {
-    input.value = example.dataset.example;
-    input.dispatchEvent(new Event("input"));
+    const lines = example.dataset.example.split("|");
+    multi.checked = lines.length > 1;
+    input.value = lines.join("\n");
+    updateCounter();
     input.focus();
   });
 }
+updateCounter();

@@ -1,7 +1,8 @@
 """The deploy-on-approval handler's AWS calls against moto server over real HTTP.
 
 moto implements the model package, model, endpoint config and endpoint APIs but not
-UpdateEndpoint: that one call alone goes through botocore's Stubber (see StubbedUpdate).
+UpdateEndpoint: that one call alone goes through botocore's Stubber (see StubbedUpdate). moto's
+endpoints are InService at once, so an update in progress is a Stubber answer too (one test).
 """
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto.server import ThreadedMotoServer
 
-from lambda_fn.deploy import SageMakerBackend, decide, package_from_event
+from lambda_fn.deploy import EndpointBusyError, SageMakerBackend, SageMakerDeploySettings, decide, package_from_event
 from tests.helpers.servers import free_port
 
 GROUP, ENDPOINT, ROLE = "bert-multilabel", "bert-ep", "arn:aws:iam::123456789012:role/model"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/hf-pytorch-inference:2.1"
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +43,8 @@ def sm(moto_url, monkeypatch):
 def add_package(sm, status: str) -> dict:
     arn = sm.create_model_package(
         ModelPackageGroupName=GROUP, ModelApprovalStatus=status,
-        InferenceSpecification={"Containers": [{"Image": "123.dkr.ecr.us-east-1.amazonaws.com/hf:latest",
-                                                "ModelDataUrl": "s3://bucket/model.tar.gz"}],
+        InferenceSpecification={"Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://bucket/model.tar.gz",
+                                                "Environment": {"SAGEMAKER_PROGRAM": "inference.py"}}],
                                 "SupportedContentTypes": ["application/json"],
                                 "SupportedResponseMIMETypes": ["application/json"]},
     )["ModelPackageArn"]
@@ -69,7 +71,7 @@ class StubbedUpdate:
         self._real = real
         self.stubbed = boto3.client("sagemaker", region_name="us-east-1")
         self.stubber = Stubber(self.stubbed)
-        self.updates: list[str] = []
+        self.updates: list[dict] = []
 
     def expect_update(self, config_name: str):
         self.stubber.add_response("update_endpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:123:endpoint/x"},
@@ -78,7 +80,7 @@ class StubbedUpdate:
         self.stubber.activate()
 
     def update_endpoint(self, **kwargs):
-        self.updates.append(kwargs["EndpointConfigName"])
+        self.updates.append(kwargs)
         response = self.stubbed.update_endpoint(**kwargs)
         # mirror the update on the moto side so describe_endpoint reflects it
         self._real.delete_endpoint(EndpointName=ENDPOINT)
@@ -89,13 +91,31 @@ class StubbedUpdate:
         return getattr(self._real, name)
 
 
-def backend(client) -> SageMakerBackend:
-    return SageMakerBackend(client=client, endpoint_name=ENDPOINT, role_arn=ROLE)
+def backend(client, alarms: tuple = ()) -> SageMakerBackend:
+    settings = SageMakerDeploySettings(endpoint_name=ENDPOINT, role_arn=ROLE, alarms=alarms)
+    return SageMakerBackend(client=client, settings=settings)
 
 
 def test_event_shape_is_validated():
     with pytest.raises(ValueError, match="not a 'SageMaker Model Package State Change' event"):
         package_from_event({"detail-type": "Other", "source": "aws.sagemaker"})
+    good = event({"ModelPackageArn": "arn:x", "ModelPackageVersion": 1}, "Approved")
+    del good["detail"]["ModelApprovalStatus"]
+    with pytest.raises(ValueError, match=r"lacks \['ModelApprovalStatus'\]"):
+        package_from_event(good)
+    good["detail"].update(ModelApprovalStatus="Approved", ModelPackageVersion="one")
+    with pytest.raises(ValueError, match="ModelPackageVersion='one' is not a number"):
+        package_from_event(good)
+
+
+def test_settings_are_validated(monkeypatch):
+    monkeypatch.setenv("MODEL_EXECUTION_ROLE_ARN", "my-role")
+    with pytest.raises(ValueError, match="MODEL_EXECUTION_ROLE_ARN='my-role' is not an IAM role ARN"):
+        SageMakerDeploySettings()
+    monkeypatch.setenv("MODEL_EXECUTION_ROLE_ARN", ROLE)
+    monkeypatch.setenv("DATA_CAPTURE_S3_URI", "/tmp/capture")
+    with pytest.raises(ValueError, match="must start with s3://"):
+        SageMakerDeploySettings()
 
 
 def test_approval_creates_model_config_and_endpoint_once(sm, monkeypatch):
@@ -104,7 +124,11 @@ def test_approval_creates_model_config_and_endpoint_once(sm, monkeypatch):
     sm.update_model_package(ModelPackageArn=v1["ModelPackageArn"], ModelApprovalStatus="Approved")
     outcome = decide(event(v1, "Approved"), backend(sm))
     assert outcome["action"] == "deployed" and outcome["version"] == 1
-    assert sm.describe_model(ModelName=f"{ENDPOINT}-v1")["ModelName"] == f"{ENDPOINT}-v1"
+    model = sm.describe_model(ModelName=f"{ENDPOINT}-v1")
+    assert model["ExecutionRoleArn"] == ROLE
+    assert model["PrimaryContainer"]["Image"] == IMAGE  # copied from DescribeModelPackage
+    assert model["PrimaryContainer"]["ModelDataUrl"] == "s3://bucket/model.tar.gz"
+    assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_PROGRAM": "inference.py"}
     config = sm.describe_endpoint_config(EndpointConfigName=f"{ENDPOINT}-v1")
     assert config["DataCaptureConfig"]["EnableCapture"] is True
     assert config["DataCaptureConfig"]["CaptureContentTypeHeader"]["JsonContentTypes"] == ["application/json",
@@ -121,9 +145,12 @@ def test_second_approval_updates_blue_green_and_rejection_rolls_back(sm):
     v2 = add_package(sm, "Approved")
     client = StubbedUpdate(sm)
     client.expect_update(f"{ENDPOINT}-v2")
-    assert decide(event(v2, "Approved"), backend(client))["action"] == "deployed"
+    assert decide(event(v2, "Approved"), backend(client, alarms=("ep-5xx",)))["action"] == "deployed"
     client.stubber.assert_no_pending_responses()
-    assert client.updates == [f"{ENDPOINT}-v2"]
+    [update] = client.updates
+    assert update["EndpointConfigName"] == f"{ENDPOINT}-v2"
+    assert update["DeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "ALL_AT_ONCE"
+    assert update["DeploymentConfig"]["AutoRollbackConfiguration"] == {"Alarms": [{"AlarmName": "ep-5xx"}]}
 
     sm.update_model_package(ModelPackageArn=v2["ModelPackageArn"], ModelApprovalStatus="Rejected")
     client.expect_update(f"{ENDPOINT}-v1")
@@ -146,3 +173,42 @@ def test_rejecting_the_only_approved_version_leaves_it_serving_and_says_so(sm):
     sm.update_model_package(ModelPackageArn=v1["ModelPackageArn"], ModelApprovalStatus="Rejected")
     outcome = decide(event(v1, "Rejected"), backend(sm))
     assert outcome["action"] == "none" and "no other version is Approved" in outcome["reason"]
+
+
+def test_a_late_approved_event_for_a_since_rejected_version_is_ignored(sm):
+    v1 = add_package(sm, "Approved")
+    decide(event(v1, "Approved"), backend(sm))
+    v2 = add_package(sm, "Rejected")  # approved, then rejected; the Approved event arrives last
+    outcome = decide(event(v2, "Approved"), backend(sm))
+    assert outcome["action"] == "none" and "stale event: version 2 is now Rejected" in outcome["reason"]
+    assert sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == f"{ENDPOINT}-v1"
+    assert [m["ModelName"] for m in sm.list_models()["Models"]] == [f"{ENDPOINT}-v1"]
+
+
+def test_an_update_in_progress_counts_as_serving_its_target(sm):
+    """moto cannot hold an endpoint in Updating: describe_endpoint alone is a Stubber answer here."""
+    v1 = add_package(sm, "Approved")
+    decide(event(v1, "Approved"), backend(sm))
+    v2 = add_package(sm, "Approved")
+    v3 = add_package(sm, "Approved")
+    stubbed = boto3.client("sagemaker", region_name="us-east-1")
+    stubber = Stubber(stubbed)
+    updating = {"EndpointName": ENDPOINT, "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/bert-ep",
+                "EndpointConfigName": f"{ENDPOINT}-v1", "EndpointStatus": "Updating",
+                "CreationTime": "2026-11-24T20:00:00Z", "LastModifiedTime": "2026-11-24T20:05:00Z",
+                "PendingDeploymentSummary": {"EndpointConfigName": f"{ENDPOINT}-v2"}}
+    for _ in range(3):
+        stubber.add_response("describe_endpoint", updating, {"EndpointName": ENDPOINT})
+    stubber.activate()
+
+    class Client:
+        def __getattr__(self, name):
+            return getattr(stubbed if name == "describe_endpoint" else sm, name)
+
+    # the same Approved event again while v2 rolls out: no second update
+    assert decide(event(v2, "Approved"), backend(Client())) == {
+        "action": "none", "version": 2, "reason": "this version is already serving"}
+    # another version meanwhile: no update_endpoint on a busy endpoint; the Lambda's async retry redoes it
+    with pytest.raises(EndpointBusyError, match="is Updating"):
+        decide(event(v3, "Approved"), backend(Client()))
+    stubber.assert_no_pending_responses()

@@ -40,6 +40,22 @@ def test_ping_reports_ready_with_the_model(server):
     assert r.status_code == 200 and r.json()["status"] == "ready" and r.json()["labels"] == 3
 
 
+def test_ping_is_503_while_loading_then_200(trained_tiny_model):
+    port = free_port(*PORTS)
+    proc = start_model_server(trained_tiny_model, port)
+    try:  # the socket opens before the model loads in the background: the first answer is 503
+        first = wait_http(f"http://127.0.0.1:{port}/ping", ok=(200, 503), proc=proc)
+        assert first.status_code == 503 and first.json()["status"] == "loading"
+        assert requests.post(f"http://127.0.0.1:{port}/invocations", json={"inputs": "x"}, timeout=5).status_code == 503
+        ready = wait_http(f"http://127.0.0.1:{port}/ping", proc=proc)
+        assert ready.json()["status"] == "ready"
+        routed = requests.post(f"http://127.0.0.1:{port}/endpoints/any-name/invocations", json={"inputs": "apple"},
+                               timeout=10)
+        assert routed.status_code == 200 and "a" in routed.json()[0]["labels"]
+    finally:
+        assert stop(proc) == 0
+
+
 def test_ping_is_503_when_the_model_cannot_load(tmp_path):
     port = free_port(*PORTS)
     proc = start_model_server(tmp_path / "no-model", port)

@@ -129,10 +129,53 @@ def test_endpoint_failures_map_to_clear_statuses(runtime, http_status, error_typ
     assert headers["Access-Control-Allow-Origin"] == ORIGIN  # CORS on errors too
 
 
-def test_timeout_is_504(runtime):
+def test_timeout_is_504_after_the_configured_attempts(runtime):
     runtime.delay = 1.5
     got, _, body = call({"text": "slow"})
     assert got == 504 and body["error"]["code"] == "timeout"
+    assert len(runtime.requests) == 2  # INVOKE_ATTEMPTS (default 2) counts the first call
+
+
+def test_an_answer_of_the_wrong_shape_is_502(runtime):
+    runtime.body = {"labels": ["a"]}  # one object instead of a list with one entry per text
+    got, _, body = call({"texts": ["x", "y"]})
+    assert got == 502 and "unexpected shape" in body["error"]["message"]
+
+
+def test_an_oversized_body_is_413_before_parsing(runtime, monkeypatch):
+    monkeypatch.setenv("MAX_BODY_BYTES", "100")
+    got, _, body = call({"text": "x" * 200})
+    assert got == 413 and "over 100 bytes" in body["error"]["message"] and not runtime.requests
+
+
+@pytest.mark.parametrize("name,value,needle", [
+    ("MAX_TEXTS", "many", "MAX_TEXTS='many' must be an integer"),
+    ("MAX_TEXT_CHARS", "0", "MAX_TEXT_CHARS=0 must be >= 1"),
+    ("INVOKE_TIMEOUT_S", "-1", "INVOKE_TIMEOUT_S=-1.0 must be > 0"),
+    ("LOG_USER_TEXT", "maybe", "LOG_USER_TEXT='maybe' must be true or false"),
+])
+def test_a_misconfigured_function_fails_with_the_variable_named(runtime, monkeypatch, name, value, needle):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=needle):
+        call({"text": "x"})
+
+
+def test_emf_metrics_carry_latency_and_error_counts(runtime, monkeypatch, capsys):
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED")
+    runtime.status, runtime.error = 424, ("ModelError", "boom")
+    call({"text": "x"})
+    call({"text": ""})
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert len(blobs) == 2, "one EMF blob per invocation"
+    names = {m["Name"] for m in blobs[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert {"LatencyMs", "ServerErrors", "ClientErrors"} <= names
+    assert blobs[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "BertMultilabel"
+    def total(value):  # EMF values are a number or a list of numbers
+        return sum(value) if isinstance(value, list) else value
+
+    assert (total(blobs[0]["ServerErrors"]), total(blobs[0]["ClientErrors"])) == (1, 0)
+    assert (total(blobs[1]["ServerErrors"]), total(blobs[1]["ClientErrors"])) == (0, 1)
+    assert blobs[0]["service"] == "predict" and total(blobs[0]["LatencyMs"]) > 0
 
 
 def test_unreachable_endpoint_is_503(runtime, monkeypatch):
@@ -142,6 +185,10 @@ def test_unreachable_endpoint_is_503(runtime, monkeypatch):
     assert got == 503 and body["error"]["code"] == "endpoint_unavailable"
 
 
-def test_user_text_is_not_logged_unless_enabled(runtime, capsys):
+def test_user_text_is_not_logged_unless_enabled(runtime, capsys, monkeypatch):
     call({"text": "secret diary entry"})
-    assert "secret diary entry" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert '"message":"predict"' in out and "secret diary entry" not in out
+    monkeypatch.setenv("LOG_USER_TEXT", "true")
+    call({"text": "secret diary entry"})
+    assert "secret diary entry" in capsys.readouterr().out

@@ -1,0 +1,235 @@
+"""Serving benchmark: the transformers pipeline baseline vs our model server, per backend, over HTTP.
+
+In one run on the same texts (GoEmotions test texts when ../shared has them, else demo texts):
+batch-1 latency p50/p99, throughput (texts/s) at concurrency 1, 8 and 32 (one text per
+request, so batching is the server's job), peak RSS of the server process, macro-F1 of each
+backend with the model's thresholds, and ratios against the baseline.
+
+    .venv/bin/python benchmarks/bench_server.py --model-dir MODEL_DIR [--limit 2000]
+
+The baseline is what a plain Hugging Face setup serves: `pipeline("text-classification",
+top_k=None)` behind a minimal HTTP app, one request at a time, no batching, no ONNX.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+GOEMOTIONS = REPO.parent / "shared" / "datasets" / "goemotions"
+
+BASELINE_APP = r'''
+import json, sys
+import numpy as np
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from transformers import pipeline
+import uvicorn
+clf = pipeline("text-classification", model=sys.argv[1], top_k=None, function_to_apply="sigmoid", device=-1)
+clf(["warm up"])
+async def ping(request): return JSONResponse({"status": "ready"})
+def invocations_sync(body):
+    texts = body["inputs"] if isinstance(body["inputs"], list) else [body["inputs"]]
+    out = clf(texts, truncation=True)
+    return [{"scores": {d["label"]: d["score"] for d in row}} for row in out]
+async def invocations(request):
+    return JSONResponse(invocations_sync(json.loads(await request.body())))
+app = Starlette(routes=[Route("/ping", ping), Route("/invocations", invocations, methods=["POST"])])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+'''
+
+
+def load_texts(limit: int):
+    from mlcore.datasets import LabeledTexts, load_source
+
+    if (GOEMOTIONS / "test.tsv").exists():
+        data = load_source(GOEMOTIONS).splits["test"]
+        source = "GoEmotions test"
+    else:
+        from mlcore.demo_data import generate_demo
+
+        data, source = generate_demo(), "demo data"
+    n = min(limit, len(data)) if limit else len(data)
+    return LabeledTexts(data.texts[:n], data.labels[:n], data.label_names), source
+
+
+PORTS = range(18050, 18100)  # this project's benchmark ports
+
+
+def free_port() -> int:
+    import socket
+
+    for port in PORTS:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
+
+
+class Server:
+    """A server subprocess; samples its RSS in the background for the peak."""
+
+    def __init__(self, argv: list[str], port: int):
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+        import tempfile
+
+        self.log = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would stall the server
+        self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=self.log)
+        self.url = f"http://127.0.0.1:{port}"
+        self.peak = 0
+        self._stop = threading.Event()
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"server exited: {self.log.read().decode(errors='replace')[-2000:]}")
+            try:
+                if requests.get(self.url + "/ping", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self):
+        process = psutil.Process(self.proc.pid)
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in [process, *process.children(True)]))
+            except psutil.Error:
+                return
+            time.sleep(0.05)
+
+    def stop(self):
+        self._stop.set()
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def latency(url: str, texts: list[str], n: int) -> tuple[float, float]:
+    session = requests.Session()
+    times = []
+    for i in range(n):
+        started = time.perf_counter()
+        r = session.post(url + "/invocations", json={"inputs": texts[i % len(texts)]}, timeout=30)
+        times.append(time.perf_counter() - started)
+        r.raise_for_status()
+    return float(np.percentile(times, 50) * 1000), float(np.percentile(times, 99) * 1000)
+
+
+async def _throughput(url: str, texts: list[str], concurrency: int) -> float:
+    import aiohttp
+
+    queue = list(range(len(texts)))
+    async with aiohttp.ClientSession() as session:
+        async def worker():
+            while queue:
+                i = queue.pop()
+                async with session.post(url + "/invocations", json={"inputs": texts[i]}) as r:
+                    await r.read()
+                    assert r.status == 200
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return len(texts) / (time.perf_counter() - started)
+
+
+def throughput(url: str, texts: list[str], concurrency: int) -> float:
+    return asyncio.run(_throughput(url, texts, concurrency))
+
+
+def macro_f1(url: str, data, thresholds: np.ndarray, label_names: list[str]) -> float:
+    from mlcore.metrics import quick_scores
+
+    probs = []
+    session = requests.Session()
+    for start in range(0, len(data), 64):
+        r = session.post(url + "/invocations", json={"inputs": data.texts[start : start + 64]}, timeout=120)
+        r.raise_for_status()
+        probs += [[row["scores"][l] for l in label_names] for row in r.json()]
+    return quick_scores(data.with_label_names(label_names).matrix(), np.array(probs), thresholds)["f1_macro"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", type=Path, required=True, help="a packaged model directory (steps/train.py)")
+    parser.add_argument("--limit", type=int, default=2000, help="texts for throughput and F1 (0 = all)")
+    parser.add_argument("--latency-requests", type=int, default=300)
+    parser.add_argument("--backends", default="torch,onnx,onnx-int8")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "server.json")
+    args = parser.parse_args()
+
+    from mlcore.predictor import ModelInfo
+
+    model_dir = args.model_dir
+    if not (model_dir / "thresholds.json").exists():
+        parser.error(f"{model_dir} is not a packaged model directory (no thresholds.json)")
+    if not (model_dir / "model.int8.onnx").exists():  # export into a copy: never rewrite the model's serving.json
+        import shutil
+        import tempfile
+
+        from mlcore.onnx_backend import export_onnx
+
+        print("exporting ONNX (fp32 + int8) into a temporary copy ...", flush=True)
+        copy = Path(tempfile.mkdtemp(prefix="bench-model-")) / "model"
+        shutil.copytree(model_dir, copy, ignore=shutil.ignore_patterns("code"))
+        export_onnx(copy, quantize=True, log=lambda _: None)
+        model_dir = copy
+    info = ModelInfo.read(model_dir)
+    data, source = load_texts(args.limit)
+    print(f"{len(data)} texts from {source}; model {model_dir} ({len(info.label_names)} labels)", flush=True)
+
+    rows = []
+    runs = [("transformers pipeline (baseline)", "baseline")] + [(f"our server, {b}", b) for b in args.backends.split(",")]
+    for title, backend in runs:
+        port = free_port()
+        if backend == "baseline":
+            argv = [sys.executable, "-c", BASELINE_APP, str(model_dir), str(port)]
+        else:
+            argv = [sys.executable, "-m", "inference.server", "--model-dir", str(model_dir), "--host", "127.0.0.1",
+                    "--port", str(port), "--backend", backend]
+        print(f"- {title} ...", flush=True)
+        server = Server(argv, port)
+        try:
+            p50, p99 = latency(server.url, data.texts, args.latency_requests)
+            tput = {c: throughput(server.url, data.texts, c) for c in (1, 8, 32)}
+            f1 = macro_f1(server.url, data, info.thresholds, info.label_names)
+        finally:
+            server.stop()
+        rows.append({"server": title, "p50_ms": p50, "p99_ms": p99, **{f"c{c}": v for c, v in tput.items()},
+                     "peak_rss_mb": server.peak / 2**20, "f1_macro": f1})
+
+    base = rows[0]
+    for r in rows:
+        r.update({"p50_speedup": base["p50_ms"] / r["p50_ms"], "c32_speedup": r["c32"] / base["c32"],
+                  "rss_ratio": r["peak_rss_mb"] / base["peak_rss_mb"], "f1_delta": r["f1_macro"] - base["f1_macro"]})
+    print(f"\n{len(data)} texts from {source}; ratios are against the baseline (first row)")
+    print("| server | b1 p50 ms | b1 p99 ms | texts/s c=1 | c=8 | c=32 | p50 speedup | c=32 speedup | peak RSS MB "
+          "(ratio) | macro-F1 (delta) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['server']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['c1']:.0f} | {r['c8']:.0f} | {r['c32']:.0f} "
+              f"| {r['p50_speedup']:.2f}x | {r['c32_speedup']:.2f}x | {r['peak_rss_mb']:.0f} ({r['rss_ratio']:.2f}x) "
+              f"| {r['f1_macro']:.4f} ({r['f1_delta']:+.4f}) |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"source": source, "texts": len(data), "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
