@@ -36,6 +36,7 @@ EXTRAS_REQUIRE = {
         "aiohttp>=3.9",
         "moto[server]>=5.0",
         "cfn-lint>=1.0",
+        "aws-sam-translator>=1.100",
         "jsonschema>=4.20",
         "PyYAML>=6",
     ],

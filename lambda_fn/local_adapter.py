@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import sys
+import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -57,6 +58,10 @@ def function_url_event(method: str, raw_path: str, headers: dict, body: bytes, s
 
 
 def make_handler_class(lambda_handler):
+    """HTTP handler class; one event at a time through the Lambda handler, as in one Lambda container
+    (powertools' Logger and Metrics hold per-invocation state in module globals)."""
+    invoke_lock = threading.Lock()
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -69,7 +74,8 @@ def make_handler_class(lambda_handler):
             body = self.rfile.read(length) if length else b""
             event = function_url_event(self.command, self.path, dict(self.headers), body, self.client_address[0])
             try:
-                result = lambda_handler(event, LambdaContext())
+                with invoke_lock:
+                    result = lambda_handler(event, LambdaContext())
             except Exception as exc:  # what a Function URL answers when the function itself fails
                 print(f"handler raised {exc.__class__.__name__}: {exc}", file=sys.stderr)
                 self._send(502, {"Content-Type": "application/json"}, json.dumps({"Message": "Internal Server Error"}))

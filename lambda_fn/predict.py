@@ -7,7 +7,9 @@ bad input, 413 too large, 429 throttled, 502 model error, 503 endpoint missing /
 504 timeout. CORS is set here and only here (the Function URL has no CORS config of its own).
 
 Env: ENDPOINT_NAME, ALLOWED_ORIGINS (comma-separated; "*" allows any), MAX_TEXT_CHARS (5000),
-MAX_TEXTS (32), LOG_USER_TEXT (false), INVOKE_TIMEOUT_S (10), POWERTOOLS_METRICS_NAMESPACE.
+MAX_TEXTS (32), MAX_BODY_BYTES (1 MiB), LOG_USER_TEXT (false), INVOKE_TIMEOUT_S (6),
+INVOKE_ATTEMPTS (2), POWERTOOLS_METRICS_NAMESPACE. The Lambda timeout must exceed
+`invoke_budget_s()` so a slow endpoint answers 504 instead of the function timing out.
 """
 from __future__ import annotations
 
@@ -28,39 +30,87 @@ logger = Logger(service="predict")
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "BertMultilabel"), service="predict")
 
 
+CONNECT_TIMEOUT_S = 2.0
+MAX_RETRY_BACKOFF_S = 2.0  # botocore standard mode: first retry waits up to 2 s
+
+
+def _env_int(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r} must be an integer") from None
+    if value < minimum:
+        raise ValueError(f"environment variable {name}={value} must be >= {minimum}")
+    return value
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r} must be a number of seconds") from None
+    if value <= 0:
+        raise ValueError(f"environment variable {name}={value} must be > 0")
+    return value
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, str(default)).strip().lower()
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"environment variable {name}={raw!r} must be true or false")
+    return raw in ("true", "1", "yes")
+
+
 @dataclass(frozen=True)
 class PredictSettings:
-    """Read once per container from the environment."""
+    """Read once per invocation from the environment; a bad value fails loudly with its name."""
 
     endpoint_name: str = field(default_factory=lambda: os.environ.get("ENDPOINT_NAME", "bert-multilabel"))
     allowed_origins: tuple = field(default_factory=lambda: tuple(
-        o.strip() for o in os.environ.get("ALLOWED_ORIGINS", "").split(",") if o.strip()))
-    max_text_chars: int = field(default_factory=lambda: int(os.environ.get("MAX_TEXT_CHARS", "5000")))
-    max_texts: int = field(default_factory=lambda: int(os.environ.get("MAX_TEXTS", "32")))
-    max_body_bytes: int = field(default_factory=lambda: int(os.environ.get("MAX_BODY_BYTES", str(1024 * 1024))))
-    log_user_text: bool = field(default_factory=lambda: os.environ.get("LOG_USER_TEXT", "false").lower() == "true")
-    invoke_timeout_s: float = field(default_factory=lambda: float(os.environ.get("INVOKE_TIMEOUT_S", "10")))
+        o.strip().rstrip("/") for o in os.environ.get("ALLOWED_ORIGINS", "").split(",") if o.strip()))
+    max_text_chars: int = field(default_factory=lambda: _env_int("MAX_TEXT_CHARS", 5000))
+    max_texts: int = field(default_factory=lambda: _env_int("MAX_TEXTS", 32))
+    max_body_bytes: int = field(default_factory=lambda: _env_int("MAX_BODY_BYTES", 1024 * 1024))
+    log_user_text: bool = field(default_factory=lambda: _env_bool("LOG_USER_TEXT", False))
+    invoke_timeout_s: float = field(default_factory=lambda: _env_float("INVOKE_TIMEOUT_S", 6.0))
+    invoke_attempts: int = field(default_factory=lambda: _env_int("INVOKE_ATTEMPTS", 2))
+
+    def __post_init__(self):
+        if not self.endpoint_name:
+            raise ValueError("environment variable ENDPOINT_NAME is empty: set the SageMaker endpoint name")
+
+    def invoke_budget_s(self) -> float:
+        """Worst-case seconds spent in InvokeEndpoint: every attempt times out, plus retry backoff."""
+        return self.invoke_attempts * (CONNECT_TIMEOUT_S + self.invoke_timeout_s) + \
+            (self.invoke_attempts - 1) * MAX_RETRY_BACKOFF_S
 
 
 class PredictError(Exception):
+    """A failure the caller is told about: HTTP status, stable code, human message."""
+
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
 
 
 _client = None
+# ValidationException messages of InvokeEndpoint when the endpoint is missing or not InService
+UNAVAILABLE_MESSAGES = ("not found", "not in service", "inservice", "is not ready", "is being updated")
 
 
 def runtime_client(settings: PredictSettings):
     """One sagemaker-runtime client per container, explicit timeouts and retries.
 
     AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME (honoured by boto3) points it at the local endpoint.
+    `total_max_attempts` counts the first call too (botocore's `max_attempts` would not).
     """
     global _client
     if _client is None:
         _client = boto3.client("sagemaker-runtime", config=Config(
-            connect_timeout=2, read_timeout=settings.invoke_timeout_s,
-            retries={"max_attempts": 2, "mode": "standard"}))
+            connect_timeout=CONNECT_TIMEOUT_S, read_timeout=settings.invoke_timeout_s,
+            retries={"total_max_attempts": settings.invoke_attempts, "mode": "standard"}))
     return _client
 
 
@@ -77,8 +127,8 @@ def cors_headers(origin: str | None, settings: PredictSettings) -> dict:
 
 def parse_texts(event: LambdaFunctionUrlEvent, settings: PredictSettings) -> list[str]:
     """Validate the body: {"text": str} or {"texts": [str, ...]}, within the limits."""
-    raw = event.get("body") or ""
-    if event.get("isBase64Encoded"):
+    raw = event.body or ""
+    if event.is_base64_encoded:
         try:
             raw = base64.b64decode(raw).decode("utf-8")
         except (ValueError, UnicodeDecodeError):
@@ -123,9 +173,12 @@ def invoke(texts: list[str], settings: PredictSettings) -> list[dict]:
             raise PredictError(429, "throttled", "the model is busy: retry in a moment") from None
         if code == "ModelError" or status == 424:
             raise PredictError(502, "model_error", "the model could not process this text") from None
-        if code == "ValidationException" and ("not found" in message.lower() or "endpoint" in message.lower()):
+        lowered = message.lower()
+        if code == "ValidationException" and any(s in lowered for s in UNAVAILABLE_MESSAGES):
             raise PredictError(503, "endpoint_unavailable",
                                f"the model endpoint {settings.endpoint_name!r} is not available") from None
+        if code == "ValidationException" and ("too large" in lowered or "payload size" in lowered):
+            raise PredictError(413, "payload_too_large", "the request is too large for the model endpoint") from None
         if code in ("ModelNotReadyException", "ServiceUnavailable") or status == 503:
             raise PredictError(503, "endpoint_unavailable", "the model endpoint is not in service yet") from None
         if status == 413:
@@ -138,6 +191,7 @@ def invoke(texts: list[str], settings: PredictSettings) -> list[dict]:
 
 
 def response(status: int, body: dict, headers: dict) -> dict:
+    """A Function URL / HTTP API v2 response with a JSON body."""
     return {"statusCode": status, "headers": {"Content-Type": "application/json", **headers},
             "body": json.dumps(body)}
 
@@ -146,35 +200,51 @@ def response(status: int, body: dict, headers: dict) -> dict:
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context) -> dict:
     """Lambda entry point (Function URL / HTTP API payload 2.0)."""
-    settings = PredictSettings()
     started = time.perf_counter()
+    # powertools keeps metrics in memory when POWERTOOLS_METRICS_DISABLED (local runs): drop them
+    # so a long-running local adapter does not grow; on Lambda the previous flush already cleared them
+    metrics.clear_metrics()
     url_event = LambdaFunctionUrlEvent(event)
     request_id = getattr(context, "aws_request_id", None) or url_event.request_context.request_id
-    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-    cors = cors_headers(headers.get("origin"), settings)
+    try:
+        settings = PredictSettings()
+    except ValueError:  # a misconfigured function fails loudly (Lambda Errors) and counts as a 5xx
+        logger.exception("bad function configuration")
+        metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
+        raise
+    origin = url_event.get_header_value("origin", case_sensitive=False)
+    cors = cors_headers(origin, settings)
     method = url_event.request_context.http.method.upper()
     if method == "OPTIONS":
+        metrics.add_metric(name="Preflights", unit=MetricUnit.Count, value=1)
         return {"statusCode": 204 if cors else 403, "headers": cors, "body": ""}
+    status = 500
     try:
-        if headers.get("origin") and not cors:
-            raise PredictError(403, "origin_not_allowed", f"origin {headers['origin']!r} is not allowed")
+        if origin and not cors:
+            raise PredictError(403, "origin_not_allowed", f"origin {origin!r} is not allowed")
         if method != "POST":
             raise PredictError(405, "method_not_allowed", "use POST with a JSON body")
-        texts = parse_texts(event, settings)
+        texts = parse_texts(url_event, settings)
         log_extra = {"texts": len(texts), "chars": sum(map(len, texts))}
         if settings.log_user_text:
             log_extra["user_text"] = texts
         logger.info("predict", extra=log_extra)
         results = invoke(texts, settings)
+        if not isinstance(results, list) or len(results) != len(texts):
+            logger.error("endpoint answer does not match the request",
+                         extra={"texts": len(texts), "answer_type": type(results).__name__})
+            raise PredictError(502, "model_error", "the model endpoint answered with an unexpected shape")
         predictions = [{"text_index": i, **r} for i, r in enumerate(results)]
         metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(texts))
         status, body = 200, {"predictions": predictions, "requestId": request_id}
     except PredictError as exc:
         status, body = exc.status, {"error": {"code": exc.code, "message": exc.message}, "requestId": request_id}
-        metrics.add_metric(name="ClientErrors" if exc.status < 500 else "ServerErrors", unit=MetricUnit.Count, value=1)
+        logger.info("request failed", extra={"status": exc.status, "code": exc.code})
     except Exception:
         logger.exception("unexpected failure")
-        status, body = 500, {"error": {"code": "internal_error", "message": "internal error"}, "requestId": request_id}
-        metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="LatencyMs", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000)
+        body = {"error": {"code": "internal_error", "message": "internal error"}, "requestId": request_id}
+    finally:
+        metrics.add_metric(name="ClientErrors", unit=MetricUnit.Count, value=int(400 <= status < 500))
+        metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=int(status >= 500))
+        metrics.add_metric(name="LatencyMs", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000)
     return response(status, body, cors)

@@ -92,20 +92,24 @@ class LocalEndpoint:
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + timeout
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                break
-            try:
-                ping = requests.get(f"{url}/ping", timeout=2)
-                if ping.status_code == 200:
-                    return {"version": version, "url": url, "port": port, "pid": proc.pid,
-                            "model_dir": str(model_dir), "log": str(log_path),
-                            "deployed_at": datetime.now(timezone.utc).isoformat()}
-                if ping.json().get("status") == "failed":
+        try:
+            while time.time() < deadline:
+                if proc.poll() is not None:
                     break
-            except (requests.ConnectionError, requests.Timeout, ValueError):
-                pass
-            time.sleep(0.1)
+                try:
+                    ping = requests.get(f"{url}/ping", timeout=2)
+                    if ping.status_code == 200:
+                        return {"version": version, "url": url, "port": port, "pid": proc.pid,
+                                "model_dir": str(model_dir), "log": str(log_path),
+                                "deployed_at": datetime.now(timezone.utc).isoformat()}
+                    if ping.json().get("status") == "failed":
+                        break
+                except (requests.ConnectionError, requests.Timeout, ValueError):
+                    pass
+                time.sleep(0.1)
+        except BaseException:  # interrupted while waiting: do not leave the new server behind
+            _terminate(proc.pid)
+            raise
         _terminate(proc.pid)
         tail = log_path.read_text(errors="replace").splitlines()[-15:]
         raise DeployError(f"version {version} did not become ready (log {log_path}):\n" + "\n".join(tail))

@@ -2,7 +2,9 @@
 
 up = the stable endpoint (proxy on :8080 to the serving model version, deploying the newest
 Approved version if none is running) + the predict Lambda as a Function URL (:8090) + the web
-app (:8000, its /api/predict proxied to the Lambda). Ctrl-C or SIGTERM stops everything.
+app (:8000, its /api/predict proxied to the Lambda). Ctrl-C or SIGTERM stops everything, the
+model server of the endpoint included unless --keep-endpoint; `mlops endpoint stop` stops a model
+server left running (by --keep-endpoint, or by an approval while the stack was down).
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,13 +29,38 @@ ORDER = 30
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+PORT_VARS = {"endpoint": "MLOPS_ENDPOINT_PORT", "lambda_url": "MLOPS_LAMBDA_PORT", "site": "MLOPS_SITE_PORT"}
+
+
+def _env_port(name: str, default: int) -> int:
+    raw = os.environ.get(name, str(default))
+    try:
+        port = int(raw)
+    except ValueError:
+        raise CliError(f"{name}={raw!r} is not a port number (1-65535)") from None
+    if not 1 <= port <= 65535:
+        raise CliError(f"{name}={port} is not a port number (1-65535)")
+    return port
+
+
 @dataclass
 class StackPorts:
     """Ports of the local stack (env: MLOPS_ENDPOINT_PORT, MLOPS_LAMBDA_PORT, MLOPS_SITE_PORT)."""
 
-    endpoint: int = field(default_factory=lambda: int(os.environ.get("MLOPS_ENDPOINT_PORT", "8080")))
-    lambda_url: int = field(default_factory=lambda: int(os.environ.get("MLOPS_LAMBDA_PORT", "8090")))
-    site: int = field(default_factory=lambda: int(os.environ.get("MLOPS_SITE_PORT", "8000")))
+    endpoint: int = field(default_factory=lambda: _env_port("MLOPS_ENDPOINT_PORT", 8080))
+    lambda_url: int = field(default_factory=lambda: _env_port("MLOPS_LAMBDA_PORT", 8090))
+    site: int = field(default_factory=lambda: _env_port("MLOPS_SITE_PORT", 8000))
+
+    def check_free(self, names: list[str]) -> None:
+        """Fail before starting anything when a port is taken (a previous `mlops up` still running?)."""
+        for name in names:
+            port = getattr(self, name)
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    raise CliError(f"port {port} ({PORT_VARS[name]}) is in use: stop what runs there "
+                                   f"(another `mlops up`?) or set {PORT_VARS[name]} to a free port") from None
 
 
 def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
@@ -85,8 +113,8 @@ def lambda_env(ports: StackPorts) -> dict:
 class Stack:
     """Child processes of `mlops up`, started in order and stopped together."""
 
-    def __init__(self, settings: Settings, ports: StackPorts, with_site: bool = True):
-        self.settings, self.ports, self.with_site = settings, ports, with_site
+    def __init__(self, settings: Settings, ports: StackPorts, with_site: bool = True, keep_endpoint: bool = False):
+        self.settings, self.ports, self.with_site, self.keep_endpoint = settings, ports, with_site, keep_endpoint
         self.procs: list[tuple[str, subprocess.Popen]] = []
 
     def _spawn(self, name: str, argv: list[str], url: str, env: dict | None = None) -> None:
@@ -116,26 +144,16 @@ class Stack:
         return urls
 
     def wait(self) -> int:
-        """Block until a child exits or we are told to stop; then stop all."""
-        stop = {"flag": False}
-
-        def on_signal(*_):
-            stop["flag"] = True
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        try:
-            while not stop["flag"]:
-                for name, proc in self.procs:
-                    if proc.poll() is not None:
-                        print(f"{name} exited with status {proc.returncode}; stopping the stack", file=sys.stderr)
-                        return 1
-                time.sleep(0.3)
-            return 0
-        finally:
-            self.stop()
+        """Block until a child exits (1) or Ctrl-C / SIGTERM arrives (KeyboardInterrupt); the caller stops all."""
+        while True:
+            for name, proc in self.procs:
+                if proc.poll() is not None:
+                    print(f"{name} exited with status {proc.returncode}; stopping the stack", file=sys.stderr)
+                    return 1
+            time.sleep(0.3)
 
     def stop(self) -> None:
+        """Stop the children (SIGTERM, then SIGKILL after 15 s) and, unless kept, the endpoint's model server."""
         for _, proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.terminate()
@@ -144,6 +162,15 @@ class Stack:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
+        if not self.keep_endpoint:
+            from mlops.local_endpoint import LocalEndpoint
+
+            LocalEndpoint(self.settings.home, spec.ENDPOINT_NAME).stop()
+
+
+def _interrupt(*_):
+    raise KeyboardInterrupt
 
 
 def cmd_up(args) -> int:
@@ -151,22 +178,29 @@ def cmd_up(args) -> int:
 
     settings = Settings.from_env()
     ports = StackPorts()
+    ports.check_free(["endpoint", "lambda_url"] + ([] if args.no_site else ["site"]))
+    stack = Stack(settings, ports, with_site=not args.no_site, keep_endpoint=args.keep_endpoint)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM = Ctrl-C, from the very start
     try:
-        version = ensure_serving(settings)
-    except DeployError as exc:
-        raise CliError(str(exc)) from None
-    stack = Stack(settings, ports, with_site=not args.no_site)
-    try:
+        try:
+            version = ensure_serving(settings)
+        except DeployError as exc:
+            raise CliError(str(exc)) from None
         urls = stack.start()
-    except BaseException:
+        print(f"endpoint  {urls['endpoint']}/invocations  (serving version {version if version else 'none yet'})")
+        print(f"lambda    {urls['lambda']}/  (Function URL shape: POST {{\"text\": \"...\"}})")
+        if "site" in urls:
+            print(f"site      {urls['site']}/")
+        print("Ctrl-C stops the stack" + (" (the model server keeps running: mlops endpoint stop)"
+                                           if args.keep_endpoint else ", the model server included"), flush=True)
+        return stack.wait()
+    except KeyboardInterrupt:
+        print("stopping the stack ...", file=sys.stderr, flush=True)
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
         stack.stop()
-        raise
-    print(f"endpoint  {urls['endpoint']}/invocations  (serving version {version if version else 'none yet'})")
-    print(f"lambda    {urls['lambda']}/  (Function URL shape: POST {{\"text\": \"...\"}})")
-    if "site" in urls:
-        print(f"site      {urls['site']}/")
-    print("Ctrl-C stops the stack; the model server of the serving version keeps running (mlops endpoint stop).")
-    return stack.wait()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_endpoint(args) -> int:
@@ -188,6 +222,8 @@ def register(subparsers) -> None:
         "up", help="serve locally: endpoint (:8080) + predict Lambda (:8090) + web app (:8000)",
         description=__doc__)
     parser.add_argument("--no-site", action="store_true", help="do not serve the web app")
+    parser.add_argument("--keep-endpoint", action="store_true",
+                        help="leave the model server running on exit (the next `mlops up` reuses it)")
     parser.set_defaults(func=cmd_up)
     parser = subparsers.add_parser("endpoint", help="state of the local endpoint, or stop its model server")
     parser.add_argument("action", choices=["status", "stop"], nargs="?", default="status")

@@ -61,23 +61,39 @@ def test_approve_serve_switch_under_load_and_roll_back(home):
         first = scores(urls["lambda"])
         assert serving(first, models) == 1 and np.allclose(first, models[1], atol=1e-4)
 
-        results: list[int] = []
+        answers: list[tuple[int, int | None]] = []  # (status, version that answered)
         done = threading.Event()
 
-        def load():  # bounded: stops itself after 600 requests or when told
+        def load():  # bounded: at most 600 requests, fewer once told to stop
             for _ in range(600):
                 if done.is_set():
                     break
-                results.append(requests.post(urls["lambda"], json={"text": TEXTS[0]}, timeout=30).status_code)
+                r = requests.post(urls["lambda"], json={"text": TEXTS[0]}, timeout=30)
+                version = None
+                if r.status_code == 200:
+                    got = np.array([r.json()["predictions"][0]["scores"][l] for l in "abc"])
+                    version = min(models, key=lambda v: np.abs(models[v][0] - got).max())
+                answers.append((r.status_code, version))
 
         loader = threading.Thread(target=load)
         loader.start()
         time.sleep(0.3)
-        assert cli_main(["registry", "approve", "2"]) == 0
-        time.sleep(0.5)
+        assert cli_main(["registry", "approve", "2"]) == 0  # returns once v2 serves and v1 is stopped
+        switched_at = len(answers)
+        deadline = time.time() + 30
+        while len(answers) < switched_at + 30 and loader.is_alive() and time.time() < deadline:
+            time.sleep(0.05)
         done.set()
         loader.join(60)
-        assert results and set(results) == {200}, f"{len(results)} requests, statuses {set(results)}"
+        statuses = {status for status, _ in answers}
+        assert statuses == {200}, f"{len(answers)} requests, statuses {statuses}"
+        versions = [v for _, v in answers]
+        assert versions[0] == 1 and versions[-1] == 2, versions
+        flips = sum(a != b for a, b in zip(versions, versions[1:]))
+        assert flips == 1, f"answers must switch once from v1 to v2, not flap: {versions}"
+        assert switched_at >= 10, "the load must overlap the deployment"
+        print(f"{len(answers)} requests under load, {switched_at} while v2 was deployed, switch at "
+              f"request {versions.index(2)}")
         assert serving(scores(urls["lambda"]), models) == 2
 
         assert cli_main(["registry", "reject", "2", "--reason", "worse on slice X"]) == 0

@@ -1,6 +1,8 @@
-"""CloudFormation templates: cfn-lint clean, and no IAM statement grants a wildcard action."""
+"""CloudFormation templates: cfn-lint clean, least privilege (also in what SAM generates), one CORS owner."""
 from __future__ import annotations
 
+import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ from cfnlint.decode import decode
 from tests.conftest import REPO_ROOT
 
 TEMPLATES = sorted((REPO_ROOT / "infra").glob("*.yaml"))
+SERVING = REPO_ROOT / "infra" / "template.yaml"
 
 
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
@@ -31,20 +34,126 @@ def _statements(node):
             yield from _statements(value)
 
 
-@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
-def test_no_wildcard_actions(template: Path):
-    doc, errors = decode(str(template))
-    assert not errors, errors
+def _assert_no_wildcard_actions(doc: dict, where: str) -> None:
     statements = list(_statements(doc))
-    assert statements, "expected IAM statements in the template"
+    assert statements, f"expected IAM statements in {where}"
     for statement in statements:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         for action in actions:
-            assert isinstance(action, str) and "*" not in action, f"wildcard action {action!r} in {template.name}"
+            assert isinstance(action, str) and "*" not in action, f"wildcard action {action!r} in {where}"
 
 
-def test_predict_lambda_may_only_invoke_its_endpoint():
-    doc, _ = decode(str(REPO_ROOT / "infra" / "template.yaml"))
-    [statement] = list(_statements(doc["Resources"]["PredictFunction"]))
+def _load(template: Path) -> dict:
+    doc, errors = decode(str(template))
+    assert not errors, errors
+    return json.loads(json.dumps(doc))  # plain dicts, no cfn-lint node types
+
+
+@pytest.fixture(scope="module")
+def translated(tmp_path_factory) -> dict:
+    """infra/template.yaml after the SAM transform, as CloudFormation would deploy it."""
+    import os
+
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        def load(self):
+            return {}
+
+    doc = copy.deepcopy(_load(SERVING))
+    doc["Globals"]["Function"]["CodeUri"] = "s3://bucket/code.zip"  # what `sam package` puts there
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    return transform(doc, {"ModelExecutionRoleArn": "arn:aws:iam::123456789012:role/m",
+                           "DataCaptureS3Uri": "s3://bucket/capture"}, NoManagedPolicies())
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
+def test_no_wildcard_actions_in_the_source(template: Path):
+    _assert_no_wildcard_actions(_load(template), template.name)
+
+
+def test_no_wildcard_actions_in_the_sam_output_either(translated):
+    roles = {k: v for k, v in translated["Resources"].items() if v["Type"] == "AWS::IAM::Role"}
+    assert set(roles) == {"PredictFunctionRole", "DeployFunctionRole"}
+    for name, role in roles.items():
+        _assert_no_wildcard_actions(role["Properties"]["Policies"], name)
+
+
+def test_predict_lambda_may_only_invoke_its_endpoint(translated):
+    role = translated["Resources"]["PredictFunctionRole"]["Properties"]
+    [statement] = list(_statements(role["Policies"]))
     assert statement["Action"] == "sagemaker:InvokeEndpoint"
-    assert "endpoint/${EndpointName}" in str(statement["Resource"])
+    assert statement["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:endpoint/${EndpointName}"}
+
+
+def test_deploy_lambda_passes_only_the_model_role_to_sagemaker(translated):
+    role = translated["Resources"]["DeployFunctionRole"]["Properties"]
+    statements = {s.get("Sid"): s for s in _statements(role["Policies"])}
+    assert statements["PassModelRole"]["Resource"] == {"Ref": "ModelExecutionRoleArn"}
+    assert statements["PassModelRole"]["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    for statement in statements.values():
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        assert all(r != "*" for r in resources), f"{statement.get('Sid')} is not scoped"
+
+
+def test_cors_has_one_owner_the_handler(translated):
+    url = translated["Resources"]["PredictFunctionUrl"]["Properties"]
+    assert "Cors" not in url, "the handler sets CORS headers; the Function URL must not add its own"
+    env = translated["Resources"]["PredictFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["ALLOWED_ORIGINS"] == {"Ref": "AllowedOrigins"}
+    # a public URL needs both permissions since October 2025: SAM generates them
+    actions = {(p["Properties"]["Action"], p["Properties"].get("InvokedViaFunctionUrl"))
+               for p in translated["Resources"].values() if p["Type"] == "AWS::Lambda::Permission"
+               and p["Properties"]["FunctionName"] == {"Ref": "PredictFunction"}}
+    assert actions == {("lambda:InvokeFunctionUrl", None), ("lambda:InvokeFunction", True)}
+
+
+def test_the_rule_listens_to_our_model_package_group_only(translated):
+    [rule] = [r for r in translated["Resources"].values() if r["Type"] == "AWS::Events::Rule"]
+    assert rule["Properties"]["EventPattern"] == {
+        "source": ["aws.sagemaker"], "detail-type": ["SageMaker Model Package State Change"],
+        "detail": {"ModelPackageGroupName": [{"Ref": "ModelPackageGroupName"}]}}
+
+
+def test_the_predict_lambda_outlives_its_worst_case_endpoint_call(translated, monkeypatch):
+    from lambda_fn.predict import PredictSettings
+
+    function = translated["Resources"]["PredictFunction"]["Properties"]
+    for key, value in function["Environment"]["Variables"].items():
+        if isinstance(value, str):
+            monkeypatch.setenv(key, value)
+    budget = PredictSettings().invoke_budget_s()
+    assert function["Environment"]["Variables"]["INVOKE_ATTEMPTS"] == "2"
+    assert function["Timeout"] > budget, f"Lambda timeout {function['Timeout']} s <= invoke budget {budget} s"
+
+
+def test_alarms_cover_errors_latency_and_failed_deployments(translated):
+    alarms = {k: v["Properties"] for k, v in translated["Resources"].items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+    metrics = {(a["Namespace"], a["MetricName"]) for a in alarms.values()}
+    assert {("BertMultilabel", "ServerErrors"), ("AWS/Lambda", "Duration"), ("AWS/SageMaker", "Invocation5XXErrors"),
+            ("AWS/SQS", "ApproximateNumberOfMessagesVisible")} <= metrics
+    assert alarms["PredictLatencyAlarm"]["ExtendedStatistic"] == "p99"
+    deploy_env = translated["Resources"]["DeployFunction"]["Properties"]["Environment"]["Variables"]
+    assert deploy_env["ROLLBACK_ALARM_NAMES"] == {"Ref": "EndpointErrorsAlarm"}
+
+
+def test_each_handler_imports_from_its_package_alone(translated):
+    """What `sam build` ships is CodeUri (lambda_fn/) + requirements.txt: no project package may be needed."""
+    code_dir = (SERVING.parent / _load(SERVING)["Globals"]["Function"]["CodeUri"]).resolve()
+    requirements = (code_dir / "requirements.txt").read_text()
+    assert "aws-lambda-powertools" in requirements
+    handlers = [r["Properties"]["Handler"] for r in translated["Resources"].values()
+                if r["Type"] == "AWS::Lambda::Function"]
+    assert sorted(handlers) == ["deploy.handler", "predict.handler"]
+    blocked = ["mlcore", "mlops", "pipelines", "inference", "steps", "monitoring", "lambda_fn"]
+    script = "; ".join([
+        "import sys, importlib",
+        f"sys.modules.update(dict.fromkeys({blocked!r}))",  # None: importing them raises ImportError
+        *[f"assert callable(getattr(importlib.import_module({h.split('.')[0]!r}), {h.split('.')[1]!r}))"
+          for h in handlers],
+    ])
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(code_dir), "AWS_DEFAULT_REGION": "us-east-1"}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=code_dir, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
