@@ -103,15 +103,18 @@ UNAVAILABLE_MESSAGES = ("not found", "not in service", "inservice", "is not read
 def runtime_client(settings: PredictSettings):
     """One sagemaker-runtime client per container, explicit timeouts and retries.
 
-    AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME (honoured by boto3) points it at the local endpoint.
-    `total_max_attempts` counts the first call too (botocore's `max_attempts` would not).
+    AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME (honoured by boto3) points it at the local endpoint. The
+    client is rebuilt only when what it was built from changes (never, inside one Lambda container;
+    in a local process that restarts its stack on other ports, it must follow).
     """
     global _client
-    if _client is None:
-        _client = boto3.client("sagemaker-runtime", config=Config(
+    key = (os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"), os.environ.get("AWS_ENDPOINT_URL"),
+           os.environ.get("AWS_DEFAULT_REGION"), settings.invoke_timeout_s, settings.invoke_attempts)
+    if _client is None or _client[0] != key:
+        _client = (key, boto3.client("sagemaker-runtime", config=Config(
             connect_timeout=CONNECT_TIMEOUT_S, read_timeout=settings.invoke_timeout_s,
-            retries={"total_max_attempts": settings.invoke_attempts, "mode": "standard"}))
-    return _client
+            retries={"total_max_attempts": settings.invoke_attempts, "mode": "standard"})))
+    return _client[1]
 
 
 def cors_headers(origin: str | None, settings: PredictSettings) -> dict:
