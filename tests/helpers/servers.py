@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -58,3 +59,16 @@ def stop(proc: subprocess.Popen, timeout: float = 20.0) -> int:
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+@contextmanager
+def moto_server(start: int, end: int):
+    """A moto server (the local AWS emulator) over real HTTP on a free port in [start, end); yields its URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(start, end), verbose=False)
+    server.start()
+    try:
+        yield "http://%s:%d" % server.get_host_and_port()
+    finally:
+        server.stop()

@@ -9,10 +9,9 @@ from __future__ import annotations
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
-from moto.server import ThreadedMotoServer
 
 from lambda_fn.deploy import EndpointBusyError, SageMakerBackend, SageMakerDeploySettings, decide, package_from_event
-from tests.helpers.servers import free_port
+from tests.helpers.servers import moto_server
 
 GROUP, ENDPOINT, ROLE = "bert-multilabel", "bert-ep", "arn:aws:iam::123456789012:role/model"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/hf-pytorch-inference:2.1"
@@ -20,11 +19,8 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/hf-pytorch-inference:2.1"
 
 @pytest.fixture(scope="module")
 def moto_url():
-    port = free_port(18150, 18199)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with moto_server(18150, 18199) as url:
+        yield url
 
 
 @pytest.fixture

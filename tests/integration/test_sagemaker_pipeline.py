@@ -19,12 +19,11 @@ from pathlib import Path
 import boto3
 import pytest
 import requests
-from moto.server import ThreadedMotoServer
 
 from mlops.cli import main as mlops_main
 from pipelines import spec
 from tests.conftest import REPO_ROOT
-from tests.helpers.servers import free_port
+from tests.helpers.servers import moto_server
 
 REGION, BUCKET = "us-east-1", "bertmlc-artifacts"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerPipelineRole"
@@ -43,11 +42,8 @@ EXPECTED_METRICS = {"train_loss": 0.1234, "eval_loss": 0.0812, "eval_f1_macro": 
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def moto_url():
-    port = free_port(18300, 18399)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with moto_server(18300, 18399) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
