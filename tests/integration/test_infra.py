@@ -157,3 +157,35 @@ def test_each_handler_imports_from_its_package_alone(translated):
     proc = subprocess.run([sys.executable, "-c", script], cwd=code_dir, env=env, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_monitoring_schedule_starts_a_valid_processing_job_of_the_monitor_script():
+    """The scheduler's input, with parameters filled in, is a valid CreateProcessingJob request
+    (botocore's own validator) that runs monitoring/monitor_job.py on the channels it reads."""
+    import json
+    import re
+
+    import botocore.session
+    from botocore.validate import validate_parameters
+
+    from monitoring import monitor_job
+
+    doc, errors = decode(str(REPO_ROOT / "infra" / "monitoring.yaml"))
+    assert not errors, errors
+    text = doc["Resources"]["MonitoringSchedule"]["Properties"]["Target"]["Input"]["Fn::Sub"]
+    values = {"EndpointName": "bert-multilabel", "ProcessingRoleArn": "arn:aws:iam::123456789012:role/monitor",
+              "ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/img:1", "InstanceType": "ml.m5.large",
+              "MonitoringCodeS3Uri": "s3://b/code/", "CaptureS3Uri": "s3://b/capture/bert-multilabel",
+              "GroundTruthS3Uri": "s3://b/ground-truth", "BaselineS3Uri": "s3://b/baseline", "OutputS3Uri": "s3://b/out"}
+    filled = re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], text)
+    request = json.loads(filled.replace("<aws.scheduler.execution-id>", "0f8a9b7c-1d2e-4f5a-8b6c-7d8e9f0a1b2c"))
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    validate_parameters(request, model.operation_model("CreateProcessingJob").input_shape)
+    assert re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", request["ProcessingJobName"])
+    assert request["AppSpecification"]["ContainerEntrypoint"][:3] == ["python3", "-m", "monitoring.monitor_job"]
+    defaults = vars(monitor_job.build_parser().parse_args([]))
+    local_paths = {i["InputName"]: i["S3Input"]["LocalPath"] for i in request["ProcessingInputs"]}
+    assert local_paths["capture"] == defaults["capture_dir"]
+    assert local_paths["ground_truth"] == defaults["ground_truth_dir"]
+    assert local_paths["baseline"] == defaults["baseline_dir"]
+    assert request["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["LocalPath"] == defaults["output_dir"]
