@@ -4,8 +4,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The Python packages of the Hugging Face inference image, for the endpoint tier of the tests.
+DLC_VENV ?= .venv-dlc
+DLC_DIR := tests/aws_runtime/dlc
+DLC_STAMP := $(DLC_VENV)/.installed
 
-.PHONY: demo test install clean site-deps site
+.PHONY: demo test install clean site-deps site aws-runtimes
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -30,12 +34,32 @@ site-deps:
 	   else echo "warning: /usr/bin/chromium missing and cannot apt-get: the browser test will be skipped"; fi; \
 	 fi
 
+# AWS's serving runtime, offline: the image's packages (toolkit + multi-model-server) in $(DLC_VENV),
+# and a Java runtime for multi-model-server (Debian's default-jre-headless). When either cannot be
+# installed, the endpoint tier skips and says which (it never passes silently).
+$(DLC_STAMP): $(DLC_DIR)/requirements.txt $(DLC_DIR)/patch_toolkit.py
+	rm -rf $(DLC_VENV)
+	$(PYTHON) -m venv $(DLC_VENV)
+	$(DLC_VENV)/bin/python -m pip install -q --upgrade "pip>=24"
+	$(DLC_VENV)/bin/python -m pip install -q -r $(DLC_DIR)/requirements.txt
+	$(DLC_VENV)/bin/python $(DLC_DIR)/patch_toolkit.py
+	touch $@
+
+aws-runtimes:
+	@$(MAKE) --no-print-directory $(DLC_STAMP) || echo "warning: could not build $(DLC_VENV): the endpoint tier will be skipped"
+	@if ! command -v java >/dev/null; then \
+	   if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null) \
+	       || echo "warning: could not install default-jre-headless: the endpoint tier will be skipped"; \
+	   else echo "warning: java missing and cannot apt-get: the endpoint tier will be skipped"; fi; \
+	 fi
+
 # The site's unit tests alone (node's test runner); `make test` runs them too, through pytest.
 site: site-deps
 	cd site && npm test
 
-test: $(STAMP) site-deps
+test: $(STAMP) site-deps aws-runtimes
 	$(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) .mlops
+	rm -rf $(VENV) $(DLC_VENV) .mlops

@@ -25,6 +25,7 @@ INSTALL_REQUIRES = [
     "starlette>=0.40",
     "uvicorn>=0.30",
     "boto3>=1.34",
+    "aiohttp>=3.9",  # the local endpoint's SageMaker Runtime front (mlops/runtime_front.py)
     "aws-lambda-powertools>=3.0",
     "sagemaker==3.27.0",
 ]
@@ -33,7 +34,9 @@ EXTRAS_REQUIRE = {
     "dev": [
         "pytest>=8",
         "pytest-timeout>=2.3",
-        "aiohttp>=3.9",
+        # AWS's training-container runtime, run offline by tests/aws_runtime (the serving runtime lives in
+        # its own environment, .venv-dlc: `make aws-runtimes`)
+        "sagemaker-training==5.1.4",
         "moto[server]>=5.0",
         "cfn-lint>=1.0",
         "aws-sam-translator>=1.100",

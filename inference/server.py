@@ -29,9 +29,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from inference import inference as handlers
 from inference.capture import CaptureConfig, CaptureWriter, capture_record
 from inference.metrics import ServerMetrics
+from mlcore import handler as handlers
 
 log = logging.getLogger("inference.server")
 INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
@@ -205,7 +205,7 @@ def create_app(config: ServerConfig) -> Starlette:
                                       "byte limit: send fewer or shorter texts per request", inference_id)
             content_type = request.headers.get("content-type", handlers.JSON)
             accept = request.headers.get("accept")
-            handlers.check_accept(accept)
+            out_type = handlers.response_type(accept)
             requests = handlers.input_fn(body, content_type)
             texts = [t for r in requests for t in r["texts"]]
             metrics.texts_per_request.observe(len(texts))
@@ -214,7 +214,7 @@ def create_app(config: ServerConfig) -> Starlette:
                 holder["batcher"].start()
             probabilities = await holder["batcher"].predict(texts)
             predictions = handlers.split_results(requests, probabilities, state.predictor)
-            payload, out_type = handlers.output_fn(predictions, accept)
+            payload = handlers.output_fn(predictions, accept)
             if capture and capture.sampled():
                 capture.submit(capture_record(inference_id, body.decode("utf-8", "replace"),
                                               _base(content_type), payload, out_type))

@@ -160,6 +160,20 @@ def parse_texts(event: LambdaFunctionUrlEvent, settings: PredictSettings) -> lis
     return texts
 
 
+def model_message(original: str | None, limit: int = 300) -> str:
+    """The reason a model container gave for rejecting a request (its JSON error's message, else its text)."""
+    text = original or ""
+    try:
+        doc = json.loads(text)
+    except (TypeError, ValueError):
+        doc = None
+    if isinstance(doc, dict):  # the HF toolkit: {"code", "type", "message"}; our server: {"error": {"message"}}
+        inner = doc.get("error") if isinstance(doc.get("error"), dict) else doc
+        text = str(inner.get("message") or text)
+    text = " ".join(text.split())[:limit]
+    return f"the model rejected the input: {text}" if text else "the model rejected the input"
+
+
 def invoke(texts: list[str], settings: PredictSettings) -> list[dict]:
     """Call the endpoint; map its failures onto the API's status codes."""
     try:
@@ -175,6 +189,9 @@ def invoke(texts: list[str], settings: PredictSettings) -> list[dict]:
         if code in ("ThrottlingException", "TooManyRequestsException") or status == 429:
             raise PredictError(429, "throttled", "the model is busy: retry in a moment") from None
         if code == "ModelError" or status == 424:
+            original = exc.response.get("OriginalStatusCode")
+            if isinstance(original, int) and 400 <= original < 500:  # the model rejected the input: say why
+                raise PredictError(400, "bad_request", model_message(exc.response.get("OriginalMessage"))) from None
             raise PredictError(502, "model_error", "the model could not process this text") from None
         lowered = message.lower()
         if code == "ValidationException" and any(s in lowered for s in UNAVAILABLE_MESSAGES):

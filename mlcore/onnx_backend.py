@@ -7,25 +7,19 @@ versus ~9 ms for PyTorch eager. int8 is chosen only when its validation macro-F1
 from __future__ import annotations
 
 import json
-import os
+import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from mlcore.modeling import available_cores
 from mlcore.predictor import SERVING_FILE, ModelInfo, length_sorted_batches
 
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 MAX_F1_DROP = 0.005
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _export(model_dir: Path, dest: Path) -> None:
@@ -63,13 +57,30 @@ def _quantise(src: Path, dest: Path) -> None:
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
+def import_onnxruntime(model_dir: str | Path):
+    """onnxruntime, with an error that says which runtime the artifact carries when it cannot be imported."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        serving = Path(model_dir) / SERVING_FILE
+        vendored = json.loads(serving.read_text()).get("vendored") if serving.exists() else None
+        running = f"{sys.version_info.major}.{sys.version_info.minor}"
+        detail = (f"the artifact carries onnxruntime {vendored.get('version')} built for CPython "
+                  f"{vendored.get('python')} ({vendored.get('platform')}) and this process runs CPython {running}"
+                  if vendored else "the artifact carries no ONNX Runtime and none is installed")
+        raise ImportError(f"cannot import onnxruntime ({exc}): {detail}. Package the model with the serving "
+                          "image's Python (the training and inference images of pipelines/bertmlc are both "
+                          "py312), or serve the torch backend") from exc
+    return onnxruntime
+
+
 class OnnxPredictor:
     """Predictor over an ONNX file of the model directory (fp32 or int8)."""
 
     def __init__(self, model_dir: str | Path, file: str = FP32_FILE, num_threads: int | None = None):
-        import onnxruntime as ort
         from transformers import AutoTokenizer
 
+        ort = import_onnxruntime(model_dir)
         self.model_dir = Path(model_dir)
         path = self.model_dir / file
         if not path.exists():

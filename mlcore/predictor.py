@@ -19,6 +19,15 @@ import numpy as np
 
 THRESHOLDS_FILE = "thresholds.json"
 SERVING_FILE = "serving.json"
+# The weight files each backend loads (glob patterns in the model directory); every other file of a
+# model directory (tokenizer, config, thresholds) is needed by all backends.
+BACKEND_FILES = {
+    "torch": ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin"),
+    "torch-bf16": ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin"),
+    "onnx": ("model.onnx", "model.onnx.data"),
+    "onnx-int8": ("model.int8.onnx", "model.int8.onnx.data"),
+}
+WEIGHT_PATTERNS = tuple(sorted({p for patterns in BACKEND_FILES.values() for p in patterns}))
 
 
 @dataclass
@@ -155,6 +164,20 @@ def serving_backend(model_dir: str | Path) -> str:
     return "torch"
 
 
+def check_backend_files(model_dir: Path, backend: str) -> None:
+    """FileNotFoundError naming what the directory does carry when `backend`'s weights are absent."""
+    import fnmatch
+
+    names = [p.name for p in Path(model_dir).iterdir() if p.is_file()]
+    if any(fnmatch.fnmatch(n, pat) for n in names for pat in BACKEND_FILES.get(backend, ())):
+        return
+    present = [b for b, pats in BACKEND_FILES.items() if any(fnmatch.fnmatch(n, p) for n in names for p in pats)]
+    raise FileNotFoundError(
+        f"{model_dir} has no weights for backend {backend} ({', '.join(BACKEND_FILES[backend])}); it serves "
+        f"{', '.join(present) or 'no backend'}. A packaged artifact carries only its serving backend: the "
+        "complete model (torch weights, every ONNX export) is the training output's model/ directory")
+
+
 def load_predictor(model_path: str | Path, backend: str = "auto", **kwargs) -> Predictor:
     """A predictor for a model directory or model.tar.gz; backend "auto" = what serving.json chose."""
     model_dir = extract_model(model_path)
@@ -162,6 +185,7 @@ def load_predictor(model_path: str | Path, backend: str = "auto", **kwargs) -> P
         backend = os.environ.get("MLOPS_BACKEND") or serving_backend(model_dir)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    check_backend_files(model_dir, backend)
     factory = BACKENDS[backend]
     if isinstance(factory, str):
         module, _, name = factory.partition(":")

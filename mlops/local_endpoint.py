@@ -149,60 +149,25 @@ def _terminate(pid: int, timeout: float = 30.0) -> None:
 
 
 def create_proxy_app(endpoint: LocalEndpoint):
-    """aiohttp app on the stable port: forwards SageMaker routes to the serving version."""
-    import aiohttp
-    from aiohttp import web
+    """The stable endpoint: SageMaker Runtime's InvokeEndpoint (and the container routes) to the serving version."""
+    from mlops.runtime_front import Target, create_front_app
 
     cache = {"mtime": None, "state": {}}
 
-    def target() -> str | None:
+    def resolve() -> Target | None:
         try:
             mtime = endpoint.state_path.stat().st_mtime_ns
         except FileNotFoundError:
             return None
         if mtime != cache["mtime"]:
             cache["mtime"], cache["state"] = mtime, endpoint.state()
-        return cache["state"].get("url")
+        state = cache["state"]
+        return Target(state["url"], state.get("version")) if state.get("url") else None
 
-    async def forward(request: web.Request) -> web.Response:
-        body = await request.read()
-        headers = {k: v for k, v in request.headers.items() if k.lower() in
-                   ("content-type", "accept", "x-amzn-sagemaker-inference-id", "x-amzn-sagemaker-custom-attributes")}
-        session: aiohttp.ClientSession = request.app["session"]
-        for attempt in range(2):
-            url = target()
-            if url is None:
-                return web.json_response({"error": {"code": "model_not_ready", "message":
-                                          f"no model version is deployed to endpoint {endpoint.name!r}: "
-                                          "approve one (mlops registry approve N)"}}, status=503)
-            try:
-                async with session.request(request.method, url + request.path, data=body, headers=headers) as r:
-                    payload = await r.read()
-                    keep = {k: v for k, v in r.headers.items() if k.lower() in
-                            ("content-type", "x-amzn-sagemaker-inference-id")}
-                    keep["X-Mlops-Model-Version"] = str(cache["state"].get("version"))
-                    return web.Response(body=payload, status=r.status, headers=keep)
-            except aiohttp.ClientConnectionError:
-                cache["mtime"] = None  # the state may have switched: read it again and retry once
-                if attempt:
-                    return web.json_response({"error": {"code": "endpoint_unavailable", "message":
-                                              "the model server is not reachable"}}, status=503)
-        raise AssertionError("unreachable")
+    def forget() -> None:  # the state may have switched: read it again before the retry
+        cache["mtime"] = None
 
-    async def on_startup(app):
-        app["session"] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-
-    async def on_cleanup(app):
-        await app["session"].close()
-
-    app = web.Application(client_max_size=7 * 1024 * 1024)
-    app.router.add_get("/ping", forward)
-    app.router.add_get("/metrics", forward)
-    app.router.add_post("/invocations", forward)
-    app.router.add_post("/endpoints/{name}/invocations", forward)
-    app.on_startup.append(on_startup)
-    app.on_cleanup.append(on_cleanup)
-    return app
+    return create_front_app(endpoint.name, resolve, on_unreachable=forget)
 
 
 def run_proxy(endpoint: LocalEndpoint, host: str = "127.0.0.1", port: int = 8080) -> None:

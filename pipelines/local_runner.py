@@ -484,8 +484,12 @@ class LocalPipelineRunner:
         test_dir = self._dir(spec.PREPROCESS) / "output" / "test"
         argv = [self.settings.python, str(self.steps_dir / "evaluate.py"), "--model-path", str(tarball),
                 "--test-dir", str(test_dir), "--output-dir", str(eval_dir)]
-        signature = StepSignature(name, code=self._code("evaluate.py"), arguments={},
-                                  inputs={"model": tarball, "test": test_dir})
+        inputs = {"model": tarball, "test": test_dir}
+        reference = self._dir(spec.TRAIN) / "output" / "data" / "model"  # the complete model: the torch reference
+        if reference.is_dir():
+            argv += ["--reference-model-path", str(reference)]
+            inputs["reference"] = reference
+        signature = StepSignature(name, code=self._code("evaluate.py"), arguments={}, inputs=inputs)
 
         def run(log_path: Path) -> None:
             eval_dir.mkdir(parents=True, exist_ok=True)
@@ -495,9 +499,11 @@ class LocalPipelineRunner:
 
         step = self._execute(name, signature, {"evaluation": eval_dir}, run)
         report = json.loads((eval_dir / spec.EVALUATION_FILE).read_text())
-        step.summary = ", ".join(
+        step.summary = f"{report.get('backend', 'torch')}: " + ", ".join(
             f"{path.split('.')[-2]}={_fmt(self._metric(report, path))}" for path, _ in spec.QUALITY_GATE
         )
+        if report.get("reference"):
+            step.summary += f" (torch reference f1_macro={_fmt(report['reference'].get('f1_macro'))})"
 
     @staticmethod
     def _metric(report: dict, path: str) -> Any:

@@ -1,8 +1,12 @@
-"""SageMaker processing entry script: score the trained model on the test split.
+"""SageMaker processing entry script: score the model that will serve on the test split.
 
-in:  /opt/ml/processing/model/model.tar.gz (or a model directory), /opt/ml/processing/test/
+in:  /opt/ml/processing/model/model.tar.gz (the serving artifact, or a model directory),
+     /opt/ml/processing/test/, and optionally /opt/ml/processing/reference/output.tar.gz (the
+     training job's output with the complete model/, for the torch reference)
 out: /opt/ml/processing/evaluation/evaluation.json (model-quality shape, read by the condition
-     step) + confusion_matrices.png, roc_curves.png, label_confusion.png
+     step): the metrics of the backend serving will use (serving.json of the artifact), and
+     under "reference" the torch model's headline metrics and how many decisions differ;
+     + confusion_matrices.png, roc_curves.png, label_confusion.png
 Runs unchanged in a SageMaker Processing container and locally (`python steps/evaluate.py`).
 """
 from __future__ import annotations
@@ -16,6 +20,9 @@ from pathlib import Path
 
 from mlcore.config import PROCESSING_ROOT
 
+DEFAULT_REFERENCE = PROCESSING_ROOT / "reference"
+REFERENCE_BACKEND = "torch"
+REFERENCE_METRICS = ("f1_macro", "f1_micro", "roc_auc_macro", "precision_macro", "recall_macro", "subset_accuracy")
 HEADLINE = ("f1_macro", "f1_micro", "roc_auc_macro", "roc_auc_micro", "precision_macro", "recall_macro",
             "subset_accuracy", "hamming_loss")
 
@@ -25,11 +32,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model-path", type=Path, default=PROCESSING_ROOT / "model" / "model.tar.gz")
     parser.add_argument("--test-dir", type=Path, default=PROCESSING_ROOT / "test")
     parser.add_argument("--output-dir", type=Path, default=PROCESSING_ROOT / "evaluation")
-    parser.add_argument("--backend", default="torch", help="torch | torch-bf16 | onnx | onnx-int8 | auto")
+    parser.add_argument("--backend", default="auto",
+                        help="auto (what the artifact serves: serving.json) | torch | torch-bf16 | onnx | onnx-int8")
+    parser.add_argument("--reference-model-path", type=Path, default=None,
+                        help="complete model (a directory, or the training output.tar.gz holding model/) scored with "
+                             "torch beside the serving backend; default: /opt/ml/processing/reference when present")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--bootstrap", type=int, default=200, help="resamples for standard deviations (0 = none)")
     parser.add_argument("--progress", choices=["true", "false"], default="true")
     args = parser.parse_args(argv)
+    if args.reference_model_path is None and DEFAULT_REFERENCE.exists():
+        args.reference_model_path = DEFAULT_REFERENCE
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.bootstrap < 0:
@@ -47,16 +60,56 @@ def align_to_model(test, model_labels: list[str]):
     return test.with_label_names(model_labels).matrix()
 
 
+def _fmt(value) -> str:
+    return "null" if value is None else f"{value:.4f}"
+
+
+def reference_model_dir(path: Path) -> Path:
+    """The complete model directory inside a reference path: a model dir, a dir holding model/, or output.tar.gz."""
+    from mlcore.predictor import extract_model
+
+    if path.is_dir() and not (path / "config.json").exists():
+        archives = sorted(path.glob("*.tar.gz"))
+        if (path / "model" / "config.json").exists():
+            return path / "model"
+        if len(archives) == 1:
+            path = archives[0]
+    root = extract_model(path) if path.is_file() else path
+    if (root / "model" / "config.json").exists():
+        return root / "model"
+    if (root / "config.json").exists():
+        return root
+    raise FileNotFoundError(f"no model directory in reference {path} (expected config.json, or model/config.json in "
+                            "the training job's output.tar.gz)")
+
+
+def score_reference(path: Path, test, probs, thresholds, args) -> dict:
+    """The torch reference on the same texts: headline metrics and how far the serving backend is from it."""
+    from mlcore.metrics import quick_scores
+    from mlcore.predictor import decide, load_predictor
+
+    reference = load_predictor(reference_model_dir(path), backend=REFERENCE_BACKEND)
+    y_true = align_to_model(test, reference.label_names)
+    ref_probs = reference.predict_proba(test.texts, batch_size=args.batch_size, progress=args.progress == "true")
+    scores = quick_scores(y_true, ref_probs, reference.thresholds)
+    changed = int((decide(probs, thresholds) != decide(ref_probs, reference.thresholds)).sum())
+    return {"backend": REFERENCE_BACKEND, **{k: scores.get(k) for k in REFERENCE_METRICS},
+            "decisions_changed": changed, "decisions": int(probs.size),
+            "max_probability_difference": round(float(abs(probs - ref_probs).max()), 6)}
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from mlcore.datasets import DatasetError, read_split
     from mlcore.metrics import label_confusion, multilabel_report, roc_curves
     from mlcore.plots import plot_confusion_matrices, plot_label_confusion, plot_roc_curves
-    from mlcore.predictor import decide, load_predictor
+    from mlcore.predictor import decide, extract_model, load_predictor, serving_backend
 
     try:
         test = read_split(args.test_dir)
-        predictor = load_predictor(args.model_path, backend=args.backend)
+        model_dir = extract_model(args.model_path)
+        backend = serving_backend(model_dir) if args.backend == "auto" else args.backend
+        predictor = load_predictor(model_dir, backend=backend)
         y_true = align_to_model(test, predictor.label_names)
     except (DatasetError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -65,9 +118,19 @@ def main(argv=None) -> int:
         print(f"error: cannot unpack the model archive {args.model_path} ({' '.join(str(exc).split())}); pass a model.tar.gz written by "
               "the training step or a model directory", file=sys.stderr)
         return 2
-    print(f"evaluating on {len(test)} texts, {len(predictor.label_names)} labels, backend {args.backend}")
+    print(f"evaluating on {len(test)} texts, {len(predictor.label_names)} labels, backend {backend}")
     probs = predictor.predict_proba(test.texts, batch_size=args.batch_size, progress=args.progress == "true")
     report = multilabel_report(y_true, probs, predictor.thresholds, predictor.label_names, bootstrap=args.bootstrap)
+    report["backend"] = backend
+    if args.reference_model_path is not None:
+        try:
+            report["reference"] = score_reference(args.reference_model_path, test, probs, predictor.thresholds, args)
+        except (FileNotFoundError, ValueError, OSError, tarfile.TarError) as exc:
+            print(f"error: cannot score the reference model {args.reference_model_path}: {exc}", file=sys.stderr)
+            return 2
+        ref = report["reference"]
+        print(f"reference (torch): f1_macro={_fmt(ref['f1_macro'])}; {backend} changes {ref['decisions_changed']} of "
+              f"{ref['decisions']} decisions (max probability difference {ref['max_probability_difference']:.4f})")
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluation.json").write_text(json.dumps(report, indent=2))
@@ -78,8 +141,7 @@ def main(argv=None) -> int:
     metrics = report["multilabel_classification_metrics"]
     for key in HEADLINE:
         value, std = metrics[key]["value"], metrics[key]["standard_deviation"]
-        shown = "null" if value is None else f"{value:.4f}"
-        print(f"test_{key}={shown}" + (f" (± {std:.4f})" if std is not None else ""))
+        print(f"test_{key}={_fmt(value)}" + (f" (± {std:.4f})" if std is not None else ""))
     worst = sorted(((m["f1"] or 0.0, name) for name, m in metrics["per_label"].items()))[:3]
     print("weakest labels: " + ", ".join(f"{name} F1 {f1:.2f}" for f1, name in worst))
     print(f"wrote {out / 'evaluation.json'} and plots")

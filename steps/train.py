@@ -1,8 +1,11 @@
 """SageMaker training entry script: fine-tune a BERT-family model for multi-label classification.
 
-Reads the train/validation channels written by preprocess.py, writes a SageMaker-ready model
-directory to SM_MODEL_DIR (HF weights + tokenizer + tuned thresholds + code/inference.py, and
-an ONNX export for fast CPU serving). Hyperparameters arrive as `--name value` flags.
+Reads the train/validation channels written by preprocess.py. The complete model (HF weights,
+tokenizer, tuned thresholds, ONNX exports) goes to SM_OUTPUT_DATA_DIR/model/ (the job's
+output.tar.gz: evaluation's torch reference); SM_MODEL_DIR (model.tar.gz, what the endpoint
+loads) gets only what the chosen serving backend needs, plus code/ for the Hugging Face inference
+toolkit with the ONNX Runtime it needs, so the endpoint starts without network. Hyperparameters
+arrive as `--name value` flags.
 Runs unchanged in a SageMaker training container and locally (`python steps/train.py ...`).
 """
 from __future__ import annotations
@@ -37,19 +40,28 @@ def parse_args(argv=None):
     return cfg, args
 
 
-def package_for_serving(model_dir: Path, validation, log=print) -> None:
-    """Add what serving needs: code/ for the HF inference toolkit, and the ONNX export."""
-    from mlcore.bundle import write_model_code
+FULL_MODEL_DIR = "model"  # under SM_OUTPUT_DATA_DIR: the complete model (torch reference + every export)
 
-    write_model_code(model_dir)
-    try:
-        from mlcore.onnx_backend import export_onnx
 
-        report = export_onnx(model_dir, quantize=True, validation=validation)
-        log(f"onnx export: serving backend {report.get('backend')}")
-    except Exception as exc:  # serving falls back to the PyTorch reference backend
-        (model_dir / "serving.json").write_text(json.dumps({"backend": "torch", "onnx_error": str(exc)}))
-        log(f"warning: ONNX export failed ({exc.__class__.__name__}: {exc}); the model will be served with torch")
+def package_for_serving(full_dir: Path, serving_dir: Path, validation, export_onnx: bool = True,
+                        log=print) -> dict:
+    """Export ONNX (int8 where it keeps quality) in `full_dir`, then copy what serving needs to `serving_dir`."""
+    from mlcore.packaging import package_serving_model
+
+    if export_onnx:
+        try:
+            from mlcore.onnx_backend import export_onnx as export
+
+            report = export(full_dir, quantize=True, validation=validation, log=log)
+            log(f"onnx export: serving backend {report.get('backend')}")
+        except Exception as exc:  # serving falls back to the PyTorch reference backend
+            (full_dir / "serving.json").write_text(json.dumps({"backend": "torch", "onnx_error": str(exc)}))
+            log(f"warning: ONNX export failed ({exc.__class__.__name__}: {exc}); the model will be served with torch")
+    else:
+        (full_dir / "serving.json").write_text(json.dumps({"backend": "torch", "note": "--export-onnx false"}))
+    doc = package_serving_model(full_dir, serving_dir)
+    log(f"serving artifact ({doc['backend']}): {', '.join(doc['files'])} + code/")
+    return doc
 
 
 def main(argv=None) -> int:
@@ -58,20 +70,15 @@ def main(argv=None) -> int:
     from mlcore.modeling import BaseModelError
     from mlcore.training import train
 
+    full_dir = args.output_data_dir / FULL_MODEL_DIR
     try:
         train_data = read_split(args.train_dir)
         validation = read_split(args.validation_dir)
-        result = train(cfg, train_data, validation, args.model_dir, checkpoint_dir=args.checkpoint_dir)
+        result = train(cfg, train_data, validation, full_dir, checkpoint_dir=args.checkpoint_dir)
     except (DatasetError, BaseModelError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.export_onnx == "true":
-        package_for_serving(Path(args.model_dir), validation)
-    else:
-        from mlcore.bundle import write_model_code
-
-        write_model_code(Path(args.model_dir))
-    args.output_data_dir.mkdir(parents=True, exist_ok=True)
+    package_for_serving(full_dir, Path(args.model_dir), validation, export_onnx=args.export_onnx == "true")
     (args.output_data_dir / "history.json").write_text(json.dumps(result.history, indent=2))
     print(f"best_epoch={result.best_epoch} train_seconds={result.wall_seconds:.1f} "
           f"peak_rss_mb={result.peak_rss_mb:.0f} steps={result.steps}")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -75,13 +74,11 @@ def goemotions_dir() -> Path:
     return GOEMOTIONS_DIR
 
 
-@pytest.fixture
-def python_exe() -> str:
-    return sys.executable
+def train_tiny_classifier(dest: Path, base: Path, seed: int = 42, onnx: bool = True) -> tuple[Path, Path]:
+    """A tiny BERT fine-tuned on the keyword task and packaged by steps/train.py's own code.
 
-
-def train_tiny_classifier(dest: Path, base: Path, seed: int = 42, onnx: bool = True) -> Path:
-    """A tiny BERT fine-tuned on the keyword task and packaged as steps/train.py does (code/, ONNX)."""
+    Returns (complete model directory as in SM_OUTPUT_DATA_DIR/model, serving artifact as in SM_MODEL_DIR).
+    """
     from mlcore.config import TrainingConfig
     from mlcore.training import train
     from steps.train import package_for_serving
@@ -91,17 +88,25 @@ def train_tiny_classifier(dest: Path, base: Path, seed: int = 42, onnx: bool = T
                          warmup_ratio=0.0, weight_decay=0.0, max_length=64, progress=False, threshold_grid=19,
                          seed=seed)
     validation = labeled(keyword_rows(80, seed=2))
-    train(cfg, labeled(keyword_rows(240, seed=1)), validation, dest, log=lambda _: None)
-    if onnx:
-        package_for_serving(dest, validation, log=lambda _: None)
-    else:
-        from mlcore.bundle import write_model_code
-
-        write_model_code(dest)
-    return dest
+    full, artifact = dest / "full", dest / "artifact"
+    train(cfg, labeled(keyword_rows(240, seed=1)), validation, full, log=lambda _: None)
+    package_for_serving(full, artifact, validation, export_onnx=onnx, log=lambda _: None)
+    return full, artifact
 
 
 @pytest.fixture(scope="session")
-def trained_tiny_model(tmp_path_factory, tiny_base_model) -> Path:
-    """A tiny classifier over labels a, b, c that really learned (keywords), with ONNX exports."""
+def tiny_classifier(tmp_path_factory, tiny_base_model) -> tuple[Path, Path]:
+    """(complete model, serving artifact) of a tiny classifier over labels a, b, c that really learned."""
     return train_tiny_classifier(tmp_path_factory.mktemp("trained-tiny"), tiny_base_model)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_model(tiny_classifier) -> Path:
+    """The complete model directory (torch weights and every ONNX export) of the tiny classifier."""
+    return tiny_classifier[0]
+
+
+@pytest.fixture(scope="session")
+def packaged_tiny_model(tiny_classifier) -> Path:
+    """The tiny classifier's serving artifact, as the training step leaves SM_MODEL_DIR (onnx-int8 + code/)."""
+    return tiny_classifier[1]

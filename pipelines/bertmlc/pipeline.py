@@ -13,7 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from mlcore.bundle import step_source_bundle
+from pipelines.source_bundle import step_source_bundle
 from mlcore.config import TrainingConfig
 from pipelines import spec
 
@@ -219,14 +219,19 @@ def get_pipeline(
     # 3. Evaluate the model artifact on the test split -> evaluation.json (read by the gate).
     evaluation_report = PropertyFile(name=spec.EVALUATION_REPORT_NAME, output_name="evaluation",
                                      path=spec.EVALUATION_FILE)
+    # The training job's output.tar.gz holds the complete model (model/): evaluation's torch reference.
+    training_output = Join(on="/", values=[step_train.properties.OutputDataConfig.S3OutputPath,
+                                           step_train.properties.TrainingJobName, "output", "output.tar.gz"])
     evaluate_args = processor("evaluate").run(
         code="evaluate.py", source_dir=str(bundle), requirements="requirements.txt",
         job_name=_job_name(base_job_prefix, "evaluate", digest),
         inputs=[s3_input("model", model_data, f"{PROCESSING}/model"),
-                s3_input("test", split_uri("test"), f"{PROCESSING}/test")],
+                s3_input("test", split_uri("test"), f"{PROCESSING}/test"),
+                s3_input("reference", training_output, f"{PROCESSING}/reference")],
         outputs=[s3_output("evaluation", f"{PROCESSING}/evaluation")],
         arguments=["--model-path", f"{PROCESSING}/model/model.tar.gz", "--test-dir", f"{PROCESSING}/test",
-                   "--output-dir", f"{PROCESSING}/evaluation", "--progress", "false"],
+                   "--output-dir", f"{PROCESSING}/evaluation", "--reference-model-path", f"{PROCESSING}/reference",
+                   "--progress", "false"],
     )
     step_evaluate = ProcessingStep(name=spec.EVALUATE, step_args=evaluate_args, property_files=[evaluation_report],
                                    cache_config=cache)

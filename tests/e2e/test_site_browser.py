@@ -78,13 +78,13 @@ def browser_tools() -> None:
 
 
 @pytest.fixture
-def stack(browser_tools, tmp_path, monkeypatch, trained_tiny_model):
+def stack(browser_tools, tmp_path, monkeypatch, packaged_tiny_model):
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     settings = Settings.from_env()
     registry = LocalModelRegistry(settings.registry_dir)
     evaluation = {"multilabel_classification_metrics": {"f1_macro": {"value": 0.9}, "roc_auc_macro": {"value": 0.95}}}
-    registry.register(settings.model_package_group, make_model_tarball(trained_tiny_model, tmp_path / "m.tar.gz"),
+    registry.register(settings.model_package_group, make_model_tarball(packaged_tiny_model, tmp_path / "m.tar.gz"),
                       evaluation)
     assert cli_main(["registry", "approve", "1"]) == 0  # the approval event deploys v1 to the local endpoint
     urls, stop_stack = start_local_stack(settings)

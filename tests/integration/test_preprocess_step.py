@@ -142,7 +142,7 @@ def test_bad_flags_exit_2(tmp_path):
 
 def test_runs_from_a_step_source_bundle(tmp_path):
     """As in a SageMaker Processing container: `python preprocess.py` in the source dir, mlcore/ beside it."""
-    from mlcore.bundle import step_source_bundle
+    from pipelines.source_bundle import step_source_bundle
 
     bundle = step_source_bundle(tmp_path / "code")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}

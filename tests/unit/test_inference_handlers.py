@@ -1,4 +1,7 @@
-"""The HF DLC handler functions, loaded as the inference toolkit loads code/inference.py; capture; config."""
+"""The HF toolkit handler functions, loaded as the toolkit loads code/inference.py; capture; config.
+
+These check our side of the contract in-process; tests/aws_runtime/ checks it through the toolkit itself.
+"""
 from __future__ import annotations
 
 import importlib.util
@@ -10,7 +13,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from mlcore.bundle import write_model_code
+from mlcore import handler as mlcore_handler
+from mlcore.packaging import write_model_code
 
 
 @pytest.fixture(scope="module")
@@ -24,21 +28,28 @@ def handler(tiny_model_dir, tmp_path_factory):
     return module, model
 
 
+def test_entry_module_exports_exactly_the_toolkit_handlers(handler):
+    module, _ = handler
+    exported = {name for name in ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn") if hasattr(module, name)}
+    assert exported == {"model_fn", "input_fn", "predict_fn", "output_fn"}  # transform_fn would forbid the other three
+
+
 def test_toolkit_style_load_and_full_round_trip(handler):
     module, model = handler
     loaded = module.model_fn(str(model))
     requests = module.input_fn(json.dumps({"inputs": ["apple", "word " * 5000]}), "application/json")
-    body, content_type = module.output_fn(module.predict_fn(requests, loaded), "application/json")
+    body = module.output_fn(module.predict_fn(requests, loaded), "application/json")
+    assert isinstance(body, str), "output_fn must return the encoded body only (the toolkit sends it as is)"
     results = json.loads(body)
-    assert content_type == "application/json" and len(results) == 2
+    assert len(results) == 2
     for result in results:
         assert set(result["scores"]) == {"a", "b", "c"} and set(result["thresholds"]) == {"a", "b", "c"}
         assert result["labels"] == [l for l in sorted(result["scores"], key=result["scores"].get, reverse=True)
                                     if result["scores"][l] >= 0.5]
 
 
-def test_format_results_applies_threshold_override_and_top_k(handler):
-    module, _ = handler
+def test_format_results_applies_threshold_override_and_top_k():
+    module = mlcore_handler
     probs = np.array([[0.9, 0.2, 0.6]])
     [default] = module.format_results(probs, ["a", "b", "c"], [0.5, 0.5, 0.5])
     assert default["labels"] == ["a", "c"] and default["scores"] == {"a": 0.9, "c": 0.6, "b": 0.2}
@@ -48,14 +59,14 @@ def test_format_results_applies_threshold_override_and_top_k(handler):
     assert top["labels"] == ["a"]
 
 
-def test_jsonlines_input_and_output(handler):
-    module, _ = handler
+def test_jsonlines_input_and_output():
+    module = mlcore_handler
     requests = module.input_fn(b'{"inputs": "x"}\n\n"plain text line"\n{"inputs": ["y", "z"]}\n',
                                "application/jsonlines; charset=utf-8")
     assert [r["texts"] for r in requests] == [["x"], ["plain text line"], ["y", "z"]]
     predictions = [{"results": [{"labels": []}], "single": True}, {"results": [{"labels": ["a"]}] * 2}]
-    body, kind = module.output_fn(predictions, "application/jsonlines")
-    assert kind == "application/jsonlines" and [json.loads(l) for l in body.splitlines()] == [
+    body = module.output_fn(predictions, "application/jsonlines")
+    assert [json.loads(l) for l in body.splitlines()] == [
         {"labels": []}, {"labels": ["a"]}, {"labels": ["a"]}]
 
 
@@ -75,8 +86,8 @@ def test_jsonlines_input_and_output(handler):
     ("x", "text/csv", 415, "unsupported content type"),
     (json.dumps({"inputs": ["t"] * 257}), "application/json", 413, "limit is 256"),
 ])
-def test_input_errors_carry_status_and_precise_message(handler, body, content_type, status, needle):
-    module, _ = handler
+def test_input_errors_carry_status_and_precise_message(body, content_type, status, needle):
+    module = mlcore_handler
     with pytest.raises(module.RequestError) as info:
         module.input_fn(body, content_type)
     assert info.value.status == status and needle in str(info.value)
@@ -85,14 +96,14 @@ def test_input_errors_carry_status_and_precise_message(handler, body, content_ty
 @pytest.mark.parametrize("accept,expected", [
     (None, "application/json"), ("*/*", "application/json"), ("application/jsonlines", "application/jsonlines"),
     ("text/html, application/json;q=0.9", "application/json"), ("text/csv", 406)])
-def test_accept_negotiation(handler, accept, expected):
-    module, _ = handler
+def test_accept_negotiation(accept, expected):
+    module = mlcore_handler
     if expected == 406:
         with pytest.raises(module.RequestError) as info:
-            module.check_accept(accept)
+            module.output_fn([{"results": [{"labels": []}]}], accept)
         assert info.value.status == 406
     else:
-        assert module.check_accept(accept) == expected
+        assert module.response_type(accept) == expected
 
 
 def test_capture_writes_sagemaker_layout_and_rotates(tmp_path):

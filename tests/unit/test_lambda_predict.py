@@ -20,7 +20,7 @@ class FakeRuntime:
     """Answers InvokeEndpoint like SageMaker runtime would: a status, AWS error headers, a body."""
 
     def __init__(self):
-        self.status, self.error, self.body, self.delay = 200, None, None, 0.0
+        self.status, self.error, self.body, self.delay, self.members = 200, None, None, 0.0, {}
         self.requests: list[dict] = []
         fake = self
 
@@ -30,7 +30,7 @@ class FakeRuntime:
                 fake.requests.append({"path": self.path, "body": body})
                 time.sleep(fake.delay)
                 if fake.error:
-                    payload = json.dumps({"message": fake.error[1]}).encode()
+                    payload = json.dumps({"message": fake.error[1], **fake.members}).encode()
                     self.send_response(fake.status)
                     self.send_header("x-amzn-ErrorType", fake.error[0])
                 else:
@@ -128,6 +128,23 @@ def test_endpoint_failures_map_to_clear_statuses(runtime, http_status, error_typ
     assert got == status and body["error"]["code"] == code
     assert message not in json.dumps(body)  # no AWS internals leak to the browser
     assert headers["Access-Control-Allow-Origin"] == ORIGIN  # CORS on errors too
+
+
+@pytest.mark.parametrize("original_status,original_message,status,needle", [
+    (400, json.dumps({"code": 400, "type": "InternalServerException", "message": "body: inputs[0] is not valid Unicode"}),
+     400, "the model rejected the input: body: inputs[0] is not valid Unicode"),  # the HF toolkit's error body
+    (400, json.dumps({"error": {"code": "bad_request", "message": "inputs[0] is empty"}}), 400, "inputs[0] is empty"),
+    (413, "payload too large", 400, "the model rejected the input: payload too large"),
+    (500, json.dumps({"message": "CUDA out of memory at /opt/ml/model/code"}), 502, "could not process"),
+])
+def test_a_model_error_says_why_when_the_model_rejected_the_input(runtime, original_status, original_message,
+                                                                  status, needle):
+    """SageMaker answers any container error as 424 ModelError with the container's status and body."""
+    runtime.status, runtime.error = 424, ("ModelError", f"Received client error ({original_status}) from primary")
+    runtime.members = {"OriginalStatusCode": original_status, "OriginalMessage": original_message}
+    got, _, body = call({"text": "x"})
+    assert got == status and needle in body["error"]["message"]
+    assert "/opt/ml" not in json.dumps(body)
 
 
 def test_timeout_is_504_after_the_configured_attempts(runtime):

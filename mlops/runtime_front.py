@@ -1,0 +1,145 @@
+"""SageMaker Runtime's InvokeEndpoint in front of a model container, as AWS documents it.
+
+boto3's `sagemaker-runtime` client (and the predict Lambda) call `POST /endpoints/<name>/invocations`;
+SageMaker forwards the body to the container's `POST /invocations` with the request's Content-Type,
+Accept, custom attributes and inference id, and answers (botocore's service model and the
+InvokeEndpoint API reference):
+- the container's 2xx body and Content-Type, with `x-Amzn-Invoked-Production-Variant`;
+- a container error as **424 ModelError** (`OriginalStatusCode`, `OriginalMessage`, `LogStreamArn`,
+  "Received client error (400) from primary with message ..."), never the container's own status;
+- an unknown endpoint as 400 ValidationError "Endpoint <name> of account <id> not found.";
+- a container that does not answer in 60 s as ModelError, one that cannot be reached as 503.
+The container routes (`/ping`, `/invocations`, `/metrics`) are forwarded unchanged.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Callable
+
+import aiohttp
+from aiohttp import web
+
+ACCOUNT = "000000000000"
+REGION = "local"
+VARIANT = "AllTraffic"
+CONTAINER = "primary"
+CONTAINER_TIMEOUT_S = 60.0  # SageMaker's limit for a real-time endpoint's container to answer
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # real-time endpoints' request limit
+FORWARDED_HEADERS = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes", "x-amzn-sagemaker-inference-id")
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+RETURNED_HEADERS = ("content-type", "x-amzn-sagemaker-custom-attributes", "x-amzn-sagemaker-inference-id")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the endpoint's traffic goes now: the container's base URL, and the model version it serves."""
+
+    url: str
+    version: int | None = None
+
+
+def aws_error(status: int, code: str, message: str, **members) -> web.Response:
+    """An AWS rest-json error: the code in x-amzn-ErrorType, the members in the JSON body."""
+    return web.Response(status=status, body=json.dumps({"message": message, **members}),
+                        headers={"Content-Type": "application/json", "x-amzn-ErrorType": code})
+
+
+def model_error(endpoint: str, status: int, body: bytes) -> web.Response:
+    """The 424 ModelError SageMaker answers when the container answers `status` (non-2xx) with `body`."""
+    text = body.decode("utf-8", "replace")
+    kind = "client" if 400 <= status < 500 else "server"
+    log_stream = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints/{endpoint}"
+    message = (f"Received {kind} error ({status}) from {CONTAINER} with message \"{text}\". "
+               f"See {log_stream} in account {ACCOUNT} for more information.")
+    return aws_error(424, "ModelError", message, OriginalStatusCode=status, OriginalMessage=text,
+                     LogStreamArn=log_stream)
+
+
+def create_front_app(endpoint_name: str, resolve: Callable[[], Target | None], on_unreachable=None,
+                     container_timeout_s: float = CONTAINER_TIMEOUT_S):
+    """aiohttp app: InvokeEndpoint for `endpoint_name`, plus the container routes, to `resolve()`'s target.
+
+    `on_unreachable()` is called when the target refused the connection (e.g. to re-read where traffic
+    goes after a blue/green switch); the request is then tried once more.
+    """
+    async def call(request: web.Request, path: str, body: bytes):
+        headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED_HEADERS}
+        session = request.app[SESSION]
+        for attempt in range(2):
+            target = resolve()
+            if target is None:
+                return None, None
+            try:
+                async with session.request(request.method, target.url + path, data=body, headers=headers,
+                                           timeout=aiohttp.ClientTimeout(total=container_timeout_s)) as answer:
+                    return target, (answer.status, await answer.read(), answer.headers)
+            except aiohttp.ClientConnectionError:
+                if on_unreachable:
+                    on_unreachable()
+                if attempt:
+                    return target, None
+        return None, None
+
+    def version_header(target: Target | None) -> dict:
+        return {"X-Mlops-Model-Version": str(target.version)} if target and target.version is not None else {}
+
+    async def invoke_endpoint(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        not_found = f"Endpoint {name} of account {ACCOUNT} not found."
+        if name != endpoint_name:
+            return aws_error(400, "ValidationError", not_found)
+        body = await request.read()
+        if len(body) > MAX_PAYLOAD_BYTES:
+            return aws_error(413, "ValidationError", f"Request payload size of {len(body)} bytes exceeds the "
+                                                     f"{MAX_PAYLOAD_BYTES} byte limit of a real-time endpoint.")
+        try:
+            target, answer = await call(request, "/invocations", body)
+        except asyncio.TimeoutError:
+            return model_error(name, 0, (f"Your invocation timed out while waiting for a response from container "
+                                         f"{CONTAINER}.").encode())
+        if target is None:
+            return aws_error(400, "ValidationError", not_found)
+        if answer is None:
+            return aws_error(503, "ServiceUnavailable", f"Endpoint {name} is not reachable: no healthy instance.")
+        status, payload, headers = answer
+        if not 200 <= status < 300:
+            response = model_error(name, status, payload)
+            response.headers.update(version_header(target))
+            return response
+        keep = {k: v for k, v in headers.items() if k.lower() in RETURNED_HEADERS}
+        return web.Response(body=payload, status=200, headers={
+            **keep, "x-Amzn-Invoked-Production-Variant": VARIANT, **version_header(target)})
+
+    async def container_route(request: web.Request) -> web.Response:
+        try:
+            target, answer = await call(request, request.path, await request.read())
+        except asyncio.TimeoutError:
+            return web.json_response({"error": {"code": "timeout", "message": "the model server did not answer in "
+                                                f"{container_timeout_s:.0f} s"}}, status=504)
+        if target is None:
+            return web.json_response({"error": {"code": "model_not_ready", "message":
+                                      f"no model version is deployed to endpoint {endpoint_name!r}: "
+                                      "approve one (mlops registry approve N)"}}, status=503)
+        if answer is None:
+            return web.json_response({"error": {"code": "endpoint_unavailable",
+                                                "message": "the model server is not reachable"}}, status=503)
+        status, payload, headers = answer
+        keep = {k: v for k, v in headers.items() if k.lower() in RETURNED_HEADERS}
+        return web.Response(body=payload, status=status, headers={**keep, **version_header(target)})
+
+    async def on_startup(app):
+        app[SESSION] = aiohttp.ClientSession()
+
+    async def on_cleanup(app):
+        await app[SESSION].close()
+
+    app = web.Application(client_max_size=MAX_PAYLOAD_BYTES + 1024 * 1024)
+    app.router.add_post("/endpoints/{name}/invocations", invoke_endpoint)
+    app.router.add_get("/ping", container_route)
+    app.router.add_get("/metrics", container_route)
+    app.router.add_post("/invocations", container_route)
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app
