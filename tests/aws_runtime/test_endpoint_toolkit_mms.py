@@ -28,7 +28,7 @@ from tests.helpers.servers import free_port
 
 ENDPOINT = "bert-multilabel-test"
 TEXTS = ["an apple and a cherry", "nothing to see", "banana"]
-PORTS = (18300, 18400)  # multi-model-server refuses ports above 32767
+PORTS = (18400, 18500)  # multi-model-server refuses ports above 32767
 
 pytestmark = pytest.mark.skipif(missing_runtime() is not None, reason=str(missing_runtime()))
 
