@@ -16,8 +16,10 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,6 +30,7 @@ import requests
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from pipelines.bertmlc.pipeline import MODEL_ENVIRONMENT  # noqa: E402  (the registered model's container env)
 GOEMOTIONS = REPO.parent / "shared" / "datasets" / "goemotions"
 
 BASELINE_APP = r'''
@@ -83,29 +86,53 @@ def free_port() -> int:
 
 
 class Server:
-    """A server subprocess; samples its RSS in the background for the peak."""
+    """A running server: its URL, its process tree's peak RSS (sampled in the background), and how to stop it."""
 
-    def __init__(self, argv: list[str], port: int):
-        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    def __init__(self, proc: subprocess.Popen, url: str, stop=None):
+        self.proc, self.url, self.peak = proc, url, 0
+        self._stop_fn = stop or (lambda: (proc.terminate(), proc.wait(30)))
+        self._stop = threading.Event()
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    @classmethod
+    def start(cls, argv: list[str], port: int) -> "Server":
+        """A server subprocess, once its /ping answers 200."""
         import tempfile
 
-        self.log = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would stall the server
-        self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=self.log)
-        self.url = f"http://127.0.0.1:{port}"
-        self.peak = 0
-        self._stop = threading.Event()
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+        log = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would stall the server
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 300
         while time.time() < deadline:
-            if self.proc.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(f"server exited: {self.log.read().decode(errors='replace')[-2000:]}")
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"server exited: {log.read().decode(errors='replace')[-2000:]}")
             try:
-                if requests.get(self.url + "/ping", timeout=2).status_code == 200:
+                if requests.get(url + "/ping", timeout=2).status_code == 200:
                     break
             except requests.RequestException:
                 pass
             time.sleep(0.2)
-        threading.Thread(target=self._sample, daemon=True).start()
+        return cls(proc, url)
+
+    @classmethod
+    def start_image_stack(cls, model_dir: Path, backend: str, workers: int, port: int, workdir: Path) -> "Server":
+        """The model packaged as steps/train.py packages it, served by the HF inference image's stack
+        (toolkit + multi-model-server, .venv-dlc) with `workers` model workers."""
+        from mlcore.packaging import package_serving_model
+        from pipelines.local_runner import make_model_tarball
+        from tests.helpers.aws_runtime import missing_runtime, start_dlc_endpoint
+
+        reason = missing_runtime()
+        if reason:
+            raise RuntimeError(reason)
+        package_serving_model(model_dir, workdir / "artifact", backend=backend)
+        tarball = make_model_tarball(workdir / "artifact", workdir / "model.tar.gz")
+        env = {**MODEL_ENVIRONMENT, "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)}
+        endpoint = start_dlc_endpoint(tarball, workdir / "container", port, env)
+        print(f"  cold start {endpoint.cold_start_s:.1f} s", flush=True)
+        return cls(endpoint.proc, endpoint.url, stop=endpoint.stop)
 
     def _sample(self):
         process = psutil.Process(self.proc.pid)
@@ -118,8 +145,7 @@ class Server:
 
     def stop(self):
         self._stop.set()
-        self.proc.terminate()
-        self.proc.wait(30)
+        self._stop_fn()
 
 
 def latency(url: str, texts: list[str], n: int) -> tuple[float, float]:
@@ -167,22 +193,25 @@ def macro_f1(url: str, data, thresholds: np.ndarray, label_names: list[str]) -> 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", type=Path, required=True, help="a packaged model directory (steps/train.py)")
+    parser.add_argument("--model-dir", type=Path, required=True,
+                        help="a complete model directory (steps/train.py's SM_OUTPUT_DATA_DIR/model)")
     parser.add_argument("--limit", type=int, default=2000, help="texts for throughput and F1 (0 = all)")
     parser.add_argument("--latency-requests", type=int, default=300)
     parser.add_argument("--backends", default="torch,onnx,onnx-int8")
+    parser.add_argument("--image-workers", default="1,2",
+                        help="rows through the HF inference image's stack (toolkit + multi-model-server) with these "
+                             "worker counts (threads per worker = cores / workers); empty = none")
+    parser.add_argument("--image-backend", default="onnx-int8", help="what the artifact served by the image carries")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "server.json")
     args = parser.parse_args()
 
+    from mlcore.modeling import available_cores
     from mlcore.predictor import ModelInfo
 
     model_dir = args.model_dir
     if not (model_dir / "thresholds.json").exists():
         parser.error(f"{model_dir} is not a packaged model directory (no thresholds.json)")
     if not (model_dir / "model.int8.onnx").exists():  # export into a copy: never rewrite the model's serving.json
-        import shutil
-        import tempfile
-
         from mlcore.onnx_backend import export_onnx
 
         print("exporting ONNX (fp32 + int8) into a temporary copy ...", flush=True)
@@ -195,16 +224,21 @@ def main() -> int:
     print(f"{len(data)} texts from {source}; model {model_dir} ({len(info.label_names)} labels)", flush=True)
 
     rows = []
+    cores = available_cores()
     runs = [("transformers pipeline (baseline)", "baseline")] + [(f"our server, {b}", b) for b in args.backends.split(",")]
+    runs += [(f"HF toolkit + MMS (image stack), {w} worker(s) x {max(1, cores // int(w))} thread(s), "
+              f"{args.image_backend}", f"image:{w}") for w in filter(None, args.image_workers.split(","))]
     for title, backend in runs:
         port = free_port()
-        if backend == "baseline":
-            argv = [sys.executable, "-c", BASELINE_APP, str(model_dir), str(port)]
-        else:
-            argv = [sys.executable, "-m", "inference.server", "--model-dir", str(model_dir), "--host", "127.0.0.1",
-                    "--port", str(port), "--backend", backend]
         print(f"- {title} ...", flush=True)
-        server = Server(argv, port)
+        if backend == "baseline":
+            server = Server.start([sys.executable, "-c", BASELINE_APP, str(model_dir), str(port)], port)
+        elif backend.startswith("image:"):
+            server = Server.start_image_stack(model_dir, args.image_backend, int(backend.split(":")[1]), port,
+                                              Path(tempfile.mkdtemp(prefix="bench-image-")))
+        else:
+            server = Server.start([sys.executable, "-m", "inference.server", "--model-dir", str(model_dir), "--host",
+                                   "127.0.0.1", "--port", str(port), "--backend", backend], port)
         try:
             p50, p99 = latency(server.url, data.texts, args.latency_requests)
             tput = {c: throughput(server.url, data.texts, c) for c in (1, 8, 32)}

@@ -171,3 +171,49 @@ def test_test_labels_are_aligned_to_the_model_order_by_name(tmp_path):
     np.testing.assert_array_equal(align_to_model(unused, ["a", "b"]), [[1, 0]])
     with pytest.raises(ValueError, match=r"does not know: \['zzz'\]"):
         align_to_model(LabeledTexts(["x"], [["zzz"]], ["a", "zzz"]), ["a", "b"])
+
+
+def test_the_gate_scores_the_backend_that_will_serve_with_the_torch_reference_beside(tiny_classifier, tmp_path):
+    """Evaluation of the artifact as the pipeline passes it: model.tar.gz + the training output.tar.gz (model/)."""
+    from mlcore.metrics import quick_scores
+    from pipelines.local_runner import make_model_tarball
+
+    full, artifact = tiny_classifier
+    serving = json.loads((artifact / "serving.json").read_text())["backend"]
+    assert serving.startswith("onnx")
+    model_tar = make_model_tarball(artifact, tmp_path / "model.tar.gz")
+    output_tar = tmp_path / "reference" / "output.tar.gz"  # what SageMaker uploads of SM_OUTPUT_DATA_DIR
+    output_tar.parent.mkdir()
+    with tarfile.open(output_tar, "w:gz") as tar:
+        tar.add(full, arcname="model")
+    split = write_split_dir(tmp_path / "test", keyword_rows(60, seed=9))
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--model-path", str(model_tar), "--test-dir", str(split),
+                           "--output-dir", str(tmp_path / "out"), "--reference-model-path", str(output_tar.parent),
+                           "--bootstrap", "0", "--progress", "false"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert report["backend"] == serving and f"backend {serving}" in proc.stdout
+    test = read_split(split)
+    y = test.with_label_names(["a", "b", "c"]).matrix()
+    served = load_predictor(artifact)
+    expected = quick_scores(y, served.predict_proba(test.texts), served.thresholds)
+    assert report["multilabel_classification_metrics"]["f1_macro"]["value"] == pytest.approx(expected["f1_macro"])
+    reference = load_predictor(full, backend="torch")
+    ref_probs = reference.predict_proba(test.texts)
+    ref = report["reference"]
+    assert ref["backend"] == "torch"
+    assert ref["f1_macro"] == pytest.approx(quick_scores(y, ref_probs, reference.thresholds)["f1_macro"])
+    assert ref["decisions"] == y.size and 0 <= ref["decisions_changed"] <= y.size
+    assert 0 < ref["max_probability_difference"] < 0.2  # int8 moves probabilities a little, never wildly
+    assert "reference (torch): f1_macro=" in proc.stdout
+
+
+def test_an_unreadable_reference_is_a_clear_exit_2(tiny_classifier, tmp_path, test_split):
+    _, artifact = tiny_classifier
+    (tmp_path / "ref").mkdir()
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--model-path", str(artifact), "--test-dir", str(test_split),
+                           "--output-dir", str(tmp_path / "out"), "--reference-model-path", str(tmp_path / "ref"),
+                           "--bootstrap", "0", "--progress", "false"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "cannot score the reference model" in proc.stderr and "Traceback" not in proc.stderr

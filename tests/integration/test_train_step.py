@@ -57,7 +57,12 @@ def test_writes_a_sagemaker_ready_model_directory(trained):
     assert all(0.0 < t < 1.0 for t in thresholds["thresholds"]) and thresholds["max_length"] == 32
     assert (model_dir / "model.safetensors").exists() and (model_dir / "tokenizer.json").exists()
     assert (model_dir / "code" / "inference.py").exists()
-    assert (model_dir / "code" / "mlcore" / "predictor.py").exists()
+    assert (model_dir / "code" / "mlcore" / "handler.py").exists()
+    assert not (model_dir / "code" / "requirements.txt").exists()  # nothing to pip-install at endpoint start
+    serving = json.loads((model_dir / "serving.json").read_text())
+    assert serving["backend"] == "torch" and "model.safetensors" in serving["files"]  # --export-onnx false
+    full = model_dir.parent / "output" / "data" / "model"  # SM_OUTPUT_DATA_DIR/model: the complete model
+    assert (full / "model.safetensors").exists() and (full / "thresholds.json").exists()
     summary = json.loads((model_dir / "training_summary.json").read_text())
     assert summary["config"]["epochs"] == 12.0 and summary["steps"] == 12 * 15
 
