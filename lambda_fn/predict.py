@@ -250,7 +250,8 @@ def handler(event: dict, context) -> dict:
             log_extra["user_text"] = texts
         logger.info("predict", extra=log_extra)
         results = invoke(texts, settings)
-        if not isinstance(results, list) or len(results) != len(texts):
+        if not isinstance(results, list) or len(results) != len(texts) or not all(
+                isinstance(r, dict) and isinstance(r.get("labels"), list) for r in results):
             logger.error("endpoint answer does not match the request",
                          extra={"texts": len(texts), "answer_type": type(results).__name__})
             raise PredictError(502, "model_error", "the model endpoint answered with an unexpected shape")

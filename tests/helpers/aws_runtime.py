@@ -67,17 +67,29 @@ class DlcEndpoint:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.proc.poll() is not None:
-            return
+        """SIGTERM to the whole process group (entry point, Java front end, Python workers), then SIGKILL
+        whatever is left: multi-model-server's workers do not always exit with the front end."""
         try:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
+            pass
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and group_alive(self.proc.pid):
+            time.sleep(0.1)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
 
 
 def extract_artifact(model_tar: Path, root: Path) -> Path:

@@ -154,8 +154,13 @@ def test_timeout_is_504_after_the_configured_attempts(runtime):
     assert len(runtime.requests) == 2  # INVOKE_ATTEMPTS (default 2) counts the first call
 
 
-def test_an_answer_of_the_wrong_shape_is_502(runtime):
-    runtime.body = {"labels": ["a"]}  # one object instead of a list with one entry per text
+@pytest.mark.parametrize("answer", [
+    {"labels": ["a"]},  # one object instead of a list with one entry per text
+    ["[{\"labels\": []}, {\"labels\": []}]", "application/json"],  # a (body, content type) tuple, JSON-encoded
+    [{"labels": ["a"]}, None],
+])
+def test_an_answer_of_the_wrong_shape_is_502(runtime, answer):
+    runtime.body = answer
     got, _, body = call({"texts": ["x", "y"]})
     assert got == 502 and "unexpected shape" in body["error"]["message"]
 
