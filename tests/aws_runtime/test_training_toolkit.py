@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -53,7 +52,7 @@ def aws():
 
 @pytest.fixture(scope="module")
 def definition(aws, tmp_path_factory) -> dict:
-    return jobs.build_definition(tmp_path_factory.mktemp("build"), training_config=replace(TINY))
+    return jobs.build_definition(tmp_path_factory.mktemp("build"), training_config=TINY)
 
 
 @pytest.fixture(scope="module")
