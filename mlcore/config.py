@@ -33,6 +33,25 @@ def sm_path(name: str) -> Path:
     return Path(os.environ.get(name) or SM_DEFAULTS[name])
 
 
+def write_failure_reason(message: str) -> Path | None:
+    """Write SageMaker's failure file, whose first 1024 characters become the training job's FailureReason.
+
+    Only inside a training container, where the runner names the file (SM_OUTPUT_FAILURE, from the SDK's
+    drivers) or its directory (SM_OUTPUT_DIR, from sagemaker-training and the drivers); only when no failure
+    file exists yet. Both runners keep a file they find there instead of writing their own message (the
+    command line and exit status, which does not say what was wrong). Returns the path written, or None.
+    """
+    target = os.environ.get("SM_OUTPUT_FAILURE") or (
+        str(Path(os.environ["SM_OUTPUT_DIR"]) / "failure") if os.environ.get("SM_OUTPUT_DIR") else None)
+    if not target or Path(target).exists():
+        return None
+    try:
+        Path(target).write_text(message.strip() + "\n")
+    except OSError:
+        return None
+    return Path(target)
+
+
 @dataclass
 class TrainingConfig:
     """Hyperparameters of `steps/train.py` (SageMaker passes them as `--name value`)."""

@@ -15,11 +15,20 @@ import json
 import sys
 from pathlib import Path
 
-from mlcore.config import TrainingConfig, add_dataclass_arguments, dataclass_from_namespace, sm_path
+from mlcore.config import (TrainingConfig, add_dataclass_arguments, dataclass_from_namespace, sm_path,
+                           write_failure_reason)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that also puts its error (a bad hyperparameter) in the training job's failure file."""
+
+    def error(self, message):
+        write_failure_reason(f"{self.prog}: error: {message}")
+        super().error(message)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataclass_arguments(parser, TrainingConfig)
     parser.add_argument("--train-dir", type=Path, default=None, help="default: $SM_CHANNEL_TRAIN")
     parser.add_argument("--validation-dir", type=Path, default=None, help="default: $SM_CHANNEL_VALIDATION")
@@ -77,6 +86,7 @@ def main(argv=None) -> int:
         result = train(cfg, train_data, validation, full_dir, checkpoint_dir=args.checkpoint_dir)
     except (DatasetError, BaseModelError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        write_failure_reason(f"train.py: error: {exc}")
         return 2
     package_for_serving(full_dir, Path(args.model_dir), validation, export_onnx=args.export_onnx == "true")
     (args.output_data_dir / "history.json").write_text(json.dumps(result.history, indent=2))
