@@ -192,3 +192,18 @@ def test_a_failing_model_is_a_500_without_a_stack_trace(tmp_path):
     assert start["status"] == 500 and (b"x-amzn-sagemaker-inference-id", b"req-9") in start["headers"]
     assert json.loads(text)["error"]["code"] == "internal_error" and "req-9" in text
     assert "secret" not in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize("env,cores,threads", [
+    ({}, 4, 1),  # multi-model-server's default: one worker per vCPU, each on one core
+    ({"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}, 4, 4),
+    ({"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}, 4, 2),
+    ({"SAGEMAKER_MODEL_SERVER_WORKERS": "8"}, 4, 1),
+    ({"SAGEMAKER_MODEL_SERVER_WORKERS": "2", "MLOPS_NUM_THREADS": "3"}, 4, 3),
+])
+def test_workers_times_threads_is_the_core_count(monkeypatch, env, cores, threads):
+    for name in ("SAGEMAKER_MODEL_SERVER_WORKERS", "MLOPS_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert mlcore_handler.serving_threads(cores) == threads
