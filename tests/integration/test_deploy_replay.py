@@ -50,9 +50,9 @@ class Replay:
 
 def test_duplicates_and_out_of_order_delivery_converge_on_the_newest_approved(world):
     replay = Replay(world)
-    v1, v2 = world.register(), world.register()
-    world.set_status(1, "Approved")
-    world.set_status(2, "Approved")
+    for v in (1, 2):
+        world.register()
+        world.set_status(v, "Approved")
     e1, e2 = world.event(1, "Approved"), world.event(2, "Approved")
     # v2's approval is delivered before v1's, then both again (late duplicates)
     out = replay.step("v2 approved (delivered first)", world.deliver(e2), serving=2)
