@@ -1,6 +1,8 @@
 // The site locally, as Netlify serves it: the static files of public/ with the headers of
 // netlify.toml, and /api/predict answered by the same Netlify Function handler.
 //   PREDICT_URL=http://127.0.0.1:8090/ node site/server.mjs [--port 8000] [--host 127.0.0.1] [--predict-url URL]
+// Requests to the Lambda are signed (SigV4) only when PREDICT_ACCESS_KEY_ID and PREDICT_SECRET_ACCESS_KEY
+// are set, as on Netlify; the local stack's Lambda adapter has no IAM, so it runs unsigned.
 import http from "node:http";
 import { readFile } from "node:fs/promises";
 import { readFileSync } from "node:fs";
@@ -167,7 +169,8 @@ async function main() {
   });
   server.listen(opts.port, opts.host, () => {
     const { port } = server.address();
-    console.log(`site on http://${opts.host}:${port}/  (/api/predict -> ${opts.predictUrl || "PREDICT_URL not set"})`);
+    const signing = process.env.PREDICT_ACCESS_KEY_ID ? "SigV4-signed" : "unsigned";
+    console.log(`site on http://${opts.host}:${port}/  (/api/predict -> ${opts.predictUrl || "PREDICT_URL not set"}, ${signing})`);
   });
   const shutdown = () => {
     server.close(() => process.exit(0));

@@ -1,7 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import handler, { createHandler, predictTarget, predictTimeout, config, DEFAULT_TIMEOUT_MS, MAX_BODY_BYTES } from "../netlify/functions/predict.mjs";
-import { fakeLambda } from "./helpers.mjs";
+import { SignatureV4 } from "@smithy/signature-v4";
+import { Sha256 } from "@aws-crypto/sha256-js";
+import handler, {
+  createHandler, predictTarget, predictTimeout, predictSigner, regionOfFunctionUrl, config, DEFAULT_TIMEOUT_MS, MAX_BODY_BYTES,
+} from "../netlify/functions/predict.mjs";
+import { fakeLambda, verifySigV4 } from "./helpers.mjs";
 
 const post = (body) => new Request("http://site/api/predict", {
   method: "POST", body: typeof body === "string" ? body : JSON.stringify(body),
@@ -94,4 +98,93 @@ test("unreachable backend is 502, a slow one 504, a wrong method 405, a huge bod
   const huge = await createHandler({ env: { PREDICT_URL: "http://x/" }, fetchImpl })(post("é".repeat(MAX_BODY_BYTES / 2 + 1)));
   assert.equal(huge.status, 413);  // counted in bytes, not characters
   assert.equal(calls.length, 0);
+});
+
+// ---------------------------------------------------------------- IAM auth: SigV4-signed requests
+
+// AWS's published SigV4 test suite, case "get-vanilla" (example credentials of the AWS documentation)
+const VECTOR = {
+  accessKeyId: "AKIDEXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+  authorization: "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, " +
+    "SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31",
+};
+const KEYS = { PREDICT_ACCESS_KEY_ID: "AKIDNETLIFYINVOKER", PREDICT_SECRET_ACCESS_KEY: "s3cr3t/Key+for+the/netlify+function" };
+
+test("the signing library reproduces AWS's SigV4 test vector, and so does the test's verifier", async () => {
+  const signer = new SignatureV4({ service: "service", region: "us-east-1", sha256: Sha256, applyChecksum: false,
+    credentials: { accessKeyId: VECTOR.accessKeyId, secretAccessKey: VECTOR.secretAccessKey } });
+  const signed = await signer.sign({ method: "GET", protocol: "https:", hostname: "example.amazonaws.com", path: "/",
+    query: {}, headers: { host: "example.amazonaws.com" } }, { signingDate: new Date("2015-08-30T12:36:00Z") });
+  assert.equal(signed.headers.authorization, VECTOR.authorization);
+  const verdict = verifySigV4({ method: "GET", url: "/", body: "", headers: {
+    host: "example.amazonaws.com", "x-amz-date": "20150830T123600Z", authorization: VECTOR.authorization } },
+  VECTOR.secretAccessKey);
+  assert.ok(verdict.ok, verdict.why);
+});
+
+test("with PREDICT_* credentials the function signs for lambda, and the request verifies", async (t) => {
+  const fake = await fakeLambda({ body: ANSWER });
+  t.after(() => fake.close());
+  const env = { PREDICT_URL: fake.url, PREDICT_REGION: "eu-west-1", ...KEYS };
+  const res = await createHandler({ env })(post({ text: "héllo" }));
+  assert.equal(res.status, 200);
+  assert.deepEqual(await res.json(), ANSWER);
+  const [seen] = fake.seen;
+  const verdict = verifySigV4(seen, KEYS.PREDICT_SECRET_ACCESS_KEY);
+  assert.ok(verdict.ok, verdict.why);
+  assert.deepEqual([verdict.accessKeyId, verdict.region, verdict.service], ["AKIDNETLIFYINVOKER", "eu-west-1", "lambda"]);
+  assert.ok(verdict.signedHeaders.includes("host") && verdict.signedHeaders.includes("content-type"));
+  assert.deepEqual(JSON.parse(seen.body), { text: "héllo" });  // the body signed is the body sent
+  // the verifier is not a rubber stamp: another body, or another key, fails
+  assert.equal(verifySigV4({ ...seen, body: '{"text":"other"}' }, KEYS.PREDICT_SECRET_ACCESS_KEY).ok, false);
+  assert.equal(verifySigV4(seen, "not-the-secret").ok, false);
+});
+
+test("the region comes from the Function URL; a session token is signed too", async () => {
+  const calls = [];
+  const fetchImpl = async (url, init) => { calls.push({ url, init }); return new Response(JSON.stringify(ANSWER)); };
+  const url = "https://abcdefghijklmnopqrstuvwxyz012345.lambda-url.ap-southeast-2.on.aws/";
+  assert.equal(regionOfFunctionUrl(url), "ap-southeast-2");
+  assert.equal(regionOfFunctionUrl("http://127.0.0.1:8090/"), null);
+  const env = { PREDICT_URL: url, PREDICT_SESSION_TOKEN: "session-token", ...KEYS };
+  assert.equal((await createHandler({ env, fetchImpl })(post({ text: "x" }))).status, 200);
+  const { headers } = calls[0].init;
+  assert.match(headers.authorization, /Credential=AKIDNETLIFYINVOKER\/\d{8}\/ap-southeast-2\/lambda\/aws4_request/);
+  assert.equal(headers["x-amz-security-token"], "session-token");
+  assert.match(headers.authorization, /SignedHeaders=[^,]*x-amz-security-token/);
+  assert.equal(headers.host, undefined, "fetch sets Host from the URL");
+});
+
+test("without PREDICT_* credentials nothing is signed (the local stack); half a configuration is refused", async (t) => {
+  const fake = await fakeLambda({ body: ANSWER });
+  t.after(() => fake.close());
+  assert.equal((await createHandler({ env: { PREDICT_URL: fake.url } })(post({ text: "x" }))).status, 200);
+  assert.equal(fake.seen[0].headers.authorization, undefined);
+  assert.deepEqual(await predictSigner({}, fake.url), { signer: null });
+
+  const calls = [];
+  const fetchImpl = async (...args) => { calls.push(args); return new Response("{}"); };
+  for (const env of [{ PREDICT_URL: fake.url, PREDICT_ACCESS_KEY_ID: "AKID" },
+    { PREDICT_URL: fake.url, PREDICT_SECRET_ACCESS_KEY: "secret" },
+    { PREDICT_URL: fake.url, ...KEYS }]) {  // a loopback URL names no region, and PREDICT_REGION is unset
+    const res = await createHandler({ env, fetchImpl })(post({ text: "x" }));
+    assert.equal(res.status, 500, JSON.stringify(Object.keys(env)));
+    assert.equal((await res.json()).error.code, "not_configured");
+  }
+  assert.equal(calls.length, 0);
+  assert.match((await predictSigner({ PREDICT_ACCESS_KEY_ID: "A" }, fake.url)).error, /set both PREDICT_ACCESS_KEY_ID and/);
+  assert.match((await predictSigner(KEYS, fake.url)).error, /PREDICT_REGION is not set/);
+});
+
+test("the Function URL's own refusals keep the error shape: throttled is 429, forbidden a 502", async (t) => {
+  const throttled = await fakeLambda({ status: 429, raw: JSON.stringify({ Message: "Rate Exceeded." }) });
+  t.after(() => throttled.close());
+  const busy = await createHandler({ env: { PREDICT_URL: throttled.url } })(post({ text: "x" }));
+  assert.equal(busy.status, 429);
+  assert.deepEqual((await busy.json()).error.code, "throttled");
+  const forbidden = await fakeLambda({ status: 403, raw: JSON.stringify({ Message: "Forbidden" }) });
+  t.after(() => forbidden.close());
+  const refused = await createHandler({ env: { PREDICT_URL: forbidden.url } })(post({ text: "x" }));
+  assert.equal(refused.status, 502);
+  assert.equal((await refused.json()).error.code, "bad_gateway");
 });

@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { createSiteServer, headersFor, parseHeaderRules, parseOptions, NETLIFY_TOML } from "../server.mjs";
-import { fakeLambda, listen, close } from "./helpers.mjs";
+import { fakeLambda, listen, close, verifySigV4 } from "./helpers.mjs";
 
 const RULES = parseHeaderRules(readFileSync(NETLIFY_TOML, "utf8"));
 
@@ -80,6 +80,20 @@ test("the dev server's /api/predict is the Netlify function, configured by predi
   assert.equal((await missing.json()).error.code, "not_configured");
 });
 
+test("the dev server signs like Netlify when given the PREDICT_* credentials, and not otherwise", async (t) => {
+  const fake = await fakeLambda({ body: { predictions: [], requestId: "r" } });
+  t.after(() => fake.close());
+  const keys = { PREDICT_ACCESS_KEY_ID: "AKIDLOCAL", PREDICT_SECRET_ACCESS_KEY: "local-secret", PREDICT_REGION: "us-east-1" };
+  for (const env of [keys, {}]) {
+    const server = createSiteServer({ predictUrl: fake.url, env });
+    const base = await listen(server);
+    t.after(() => close(server));
+    assert.equal((await fetch(`${base}/api/predict`, { method: "POST", body: '{"text":"a"}' })).status, 200);
+  }
+  assert.ok(verifySigV4(fake.seen[0], "local-secret").ok);
+  assert.equal(fake.seen[1].headers.authorization, undefined);
+});
+
 test("node server.mjs starts from the command line and exits 2 on a bad option", async (t) => {
   const script = fileURLToPath(new URL("../server.mjs", import.meta.url));
   const bad = spawn(process.execPath, [script, "--port", "x"], { stdio: ["ignore", "pipe", "pipe"] });
@@ -88,7 +102,9 @@ test("node server.mjs starts from the command line and exits 2 on a bad option",
   assert.equal(await new Promise((r) => bad.on("exit", r)), 2);
   assert.match(stderr, /error: --port must be an integer/);
 
-  const good = spawn(process.execPath, [script, "--port", "0"], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PREDICT_URL: "" } });
+  const env = { ...process.env, PREDICT_URL: "" };
+  delete env.PREDICT_ACCESS_KEY_ID;
+  const good = spawn(process.execPath, [script, "--port", "0"], { stdio: ["ignore", "pipe", "pipe"], env });
   t.after(() => good.kill("SIGKILL"));
   let out = "";
   let err = "";
@@ -98,6 +114,7 @@ test("node server.mjs starts from the command line and exits 2 on a bad option",
     good.on("exit", (code) => reject(new Error(`exited ${code}: ${err}`)));
   });
   assert.match(err, /warning: PREDICT_URL is not set/);
+  assert.match(out, /unsigned\)/);
   assert.equal((await fetch(`${url}/`)).status, 200);
   good.kill("SIGTERM");
   assert.equal(await new Promise((r) => good.on("exit", r)), 0);

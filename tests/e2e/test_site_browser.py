@@ -47,11 +47,9 @@ def _require_node() -> None:
         _loud_skip(f"node {_node_major()} is too old: the site needs node >= 20")
 
 
-def _require_browser_tools() -> None:
-    _require_node()
-    if not CHROMIUM.exists():
-        _loud_skip(f"Chromium not found at {CHROMIUM}: `make site-deps` installs it (apt-get install chromium)")
-    if not (SITE / "node_modules" / "playwright-core").exists():
+def _require_site_packages(package: str) -> None:
+    """site/node_modules/<package>, installed from package-lock.json (`npm ci`) when missing."""
+    if not (SITE / "node_modules" / package).exists():
         if not shutil.which("npm"):
             _loud_skip("site/node_modules is missing and npm is not installed: run `npm ci` in site/")
         proc = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=SITE, capture_output=True, text=True,
@@ -60,8 +58,16 @@ def _require_browser_tools() -> None:
             _loud_skip(f"`npm ci` in site/ failed: {proc.stderr[-500:]}")
 
 
+def _require_browser_tools() -> None:
+    _require_node()
+    if not CHROMIUM.exists():
+        _loud_skip(f"Chromium not found at {CHROMIUM}: `make site-deps` installs it (apt-get install chromium)")
+    _require_site_packages("playwright-core")
+
+
 def test_site_unit_tests_pass():
     _require_node()
+    _require_site_packages("@smithy/signature-v4")  # the Netlify function's SigV4 signer
     files = sorted(str(p.relative_to(SITE)) for p in (SITE / "test").glob("*.test.mjs"))
     assert len(files) >= 3, files
     proc = subprocess.run(["node", "--test", *files], cwd=SITE, capture_output=True, text=True, timeout=180)

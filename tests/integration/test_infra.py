@@ -1,4 +1,5 @@
-"""CloudFormation templates: cfn-lint clean, least privilege (also in what SAM generates), one CORS owner."""
+"""CloudFormation templates: cfn-lint clean, least privilege (also in what SAM generates), a private Function
+URL, one CORS owner, the deploy Lambda's retry queue, and settings the handlers actually read."""
 from __future__ import annotations
 
 import copy
@@ -75,8 +76,10 @@ def test_no_wildcard_actions_in_the_source(template: Path):
 def test_no_wildcard_actions_in_the_sam_output_either(translated):
     roles = {k: v for k, v in translated["Resources"].items() if v["Type"] == "AWS::IAM::Role"}
     assert set(roles) == {"PredictFunctionRole", "DeployFunctionRole"}
-    for name, role in roles.items():
-        _assert_no_wildcard_actions(role["Properties"]["Policies"], name)
+    users = {k: v for k, v in translated["Resources"].items() if v["Type"] == "AWS::IAM::User"}
+    assert set(users) == {"PredictInvokerUser"}
+    for name, principal in {**roles, **users}.items():
+        _assert_no_wildcard_actions(principal["Properties"]["Policies"], name)
 
 
 def test_predict_lambda_may_only_invoke_its_endpoint(translated):
@@ -97,16 +100,107 @@ def test_deploy_lambda_passes_only_the_model_role_to_sagemaker(translated):
         assert all(r != "*" for r in resources), f"{statement.get('Sid')} is not scoped"
 
 
-def test_cors_has_one_owner_the_handler(translated):
+def test_the_predict_function_url_is_private_and_cors_has_one_owner(translated):
     url = translated["Resources"]["PredictFunctionUrl"]["Properties"]
+    assert url["AuthType"] == "AWS_IAM", "the paid endpoint must not be callable by anyone with the URL"
     assert "Cors" not in url, "the handler sets CORS headers; the Function URL must not add its own"
     env = translated["Resources"]["PredictFunction"]["Properties"]["Environment"]["Variables"]
     assert env["ALLOWED_ORIGINS"] == {"Ref": "AllowedOrigins"}
-    # a public URL needs both permissions since October 2025: SAM generates them
-    actions = {(p["Properties"]["Action"], p["Properties"].get("InvokedViaFunctionUrl"))
-               for p in translated["Resources"].values() if p["Type"] == "AWS::Lambda::Permission"
-               and p["Properties"]["FunctionName"] == {"Ref": "PredictFunction"}}
-    assert actions == {("lambda:InvokeFunctionUrl", None), ("lambda:InvokeFunction", True)}
+    # no resource policy opens the function to anyone (SAM adds one only for AuthType NONE)
+    public = [k for k, p in translated["Resources"].items() if p["Type"] == "AWS::Lambda::Permission"
+              and p["Properties"]["FunctionName"] == {"Ref": "PredictFunction"}]
+    assert public == []
+
+
+def test_the_predict_invoker_may_only_invoke_that_function_through_its_url(translated):
+    user = translated["Resources"]["PredictInvokerUser"]["Properties"]
+    statements = list(_statements(user["Policies"]))
+    assert {s["Action"]: (s["Resource"], s["Condition"]) for s in statements} == {
+        "lambda:InvokeFunctionUrl": ({"Fn::GetAtt": ["PredictFunction", "Arn"]},
+                                     {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}),
+        # function URLs created since October 2025 need both actions (AWS Lambda docs)
+        "lambda:InvokeFunction": ({"Fn::GetAtt": ["PredictFunction", "Arn"]},
+                                  {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}}),
+    }
+    kinds = {r["Type"] for r in translated["Resources"].values()}
+    assert "AWS::IAM::AccessKey" not in kinds, "no secret may come out of the stack: the key is made by a person"
+
+
+def test_the_predict_lambda_has_a_reserved_concurrency_and_a_throttle_alarm(translated):
+    function = translated["Resources"]["PredictFunction"]["Properties"]
+    assert function["ReservedConcurrentExecutions"] == {"Ref": "PredictReservedConcurrency"}
+    doc = _load(SERVING)
+    assert doc["Parameters"]["PredictReservedConcurrency"]["Default"] >= 1
+    alarm = translated["Resources"]["PredictThrottlesAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Throttles")
+    assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "PredictFunction"}}]
+
+
+def test_the_deploy_role_grows_only_by_what_redrive_cleanup_and_autoscaling_need(translated):
+    role = translated["Resources"]["DeployFunctionRole"]["Properties"]
+    statements = {s["Sid"]: s for s in _statements(role["Policies"])}
+    granted = {a for s in statements.values() for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+    assert granted == {
+        "sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages",
+        "sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:AddTags", "sagemaker:CreateEndpointConfig",
+        "sagemaker:DescribeEndpointConfig", "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint",
+        "sagemaker:DescribeEndpoint", "sagemaker:DeleteModel", "sagemaker:DeleteEndpointConfig",
+        "sagemaker:DeleteEndpoint", "sagemaker:UpdateEndpointWeightsAndCapacities",
+        "cloudwatch:DescribeAlarms", "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes", "application-autoscaling:RegisterScalableTarget",
+        "application-autoscaling:PutScalingPolicy", "application-autoscaling:DeregisterScalableTarget",
+        "iam:CreateServiceLinkedRole", "iam:PassRole"}
+    # the deletes act on the endpoint's own names only
+    assert all(r["Fn::Sub"].endswith(("model/${EndpointName}-v*", "endpoint-config/${EndpointName}-v*",
+                                      "endpoint/${EndpointName}"))
+               for r in statements["ManageEndpointResources"]["Resource"])
+    # blue/green auto-rollback reads its alarm, and only that one
+    assert statements["ReadTheRollbackAlarm"]["Resource"] == {"Fn::GetAtt": ["EndpointErrorsAlarm", "Arn"]}
+    assert statements["ScaleTheEndpointVariant"]["Condition"] == {"StringEquals": {
+        "application-autoscaling:service-namespace": "sagemaker",
+        "application-autoscaling:scalable-dimension": "sagemaker:variant:DesiredInstanceCount"}}
+    assert statements["AutoscalingServiceLinkedRole"]["Condition"] == {"StringEquals": {
+        "iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}}
+    assert statements["ReceiveRedrives"]["Resource"] == {"Fn::GetAtt": ["DeployRetryQueue", "Arn"]}
+    assert role.get("ManagedPolicyArns") == ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]
+
+
+def test_a_busy_endpoint_is_re_driven_through_a_delay_queue_into_the_same_function(translated):
+    resources = translated["Resources"]
+    [mapping] = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["DeployRetryQueue", "Arn"]}
+    assert mapping["FunctionName"] == {"Ref": "DeployFunction"}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]  # the handler answers per message
+    queue = resources["DeployRetryQueue"]["Properties"]
+    # AWS: the queue's visibility timeout must be at least the function's timeout (6x recommended)
+    assert queue["VisibilityTimeout"] >= 6 * resources["DeployFunction"]["Properties"]["Timeout"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeployFailuresQueue", "Arn"]}
+    env = resources["DeployFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["RETRY_QUEUE_URL"] == {"Ref": "DeployRetryQueue"}
+    assert env["FAILURES_QUEUE_URL"] == {"Ref": "DeployFailuresQueue"}
+    alarm = resources["DeployErrorsAlarm"]["Properties"]
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["DeployFailuresQueue", "QueueName"]}}]
+
+
+def test_the_deploy_environment_is_what_its_settings_read(translated, monkeypatch):
+    """Every variable the template sets parses into SageMakerDeploySettings, from the parameters' defaults."""
+    from lambda_fn.deploy import SageMakerDeploySettings
+
+    doc = _load(SERVING)
+    values = {name: str(p.get("Default", "")) for name, p in doc["Parameters"].items()}
+    values.update(ModelExecutionRoleArn="arn:aws:iam::123456789012:role/m", DataCaptureS3Uri="s3://b/capture",
+                  EndpointErrorsAlarm="ep-5xx", DeployRetryQueue="https://sqs/retry",
+                  DeployFailuresQueue="https://sqs/failures")
+    env = {**doc["Globals"]["Function"]["Environment"]["Variables"],
+           **translated["Resources"]["DeployFunction"]["Properties"]["Environment"]["Variables"]}
+    for key, value in env.items():
+        monkeypatch.setenv(key, values[value["Ref"]] if isinstance(value, dict) else value)
+    settings = SageMakerDeploySettings()
+    assert env["INSTANCE_COUNT"] == {"Ref": "MinInstances"}  # read by the handler, wired by the template
+    assert (settings.instance_count, settings.max_instances, settings.keep_versions) == (1, 2, 3)
+    assert (settings.retry_queue_url, settings.failures_queue_url, settings.alarms) == (
+        "https://sqs/retry", "https://sqs/failures", ("ep-5xx",))
+    assert settings.retry_delay_s == 300 and settings.retry_max_hours == 6
 
 
 def test_the_rule_listens_to_our_model_package_group_only(translated):
@@ -132,7 +226,7 @@ def test_alarms_cover_errors_latency_and_failed_deployments(translated):
     alarms = {k: v["Properties"] for k, v in translated["Resources"].items() if v["Type"] == "AWS::CloudWatch::Alarm"}
     metrics = {(a["Namespace"], a["MetricName"]) for a in alarms.values()}
     assert {("BertMultilabel", "ServerErrors"), ("AWS/Lambda", "Duration"), ("AWS/SageMaker", "Invocation5XXErrors"),
-            ("AWS/SQS", "ApproximateNumberOfMessagesVisible")} <= metrics
+            ("AWS/SQS", "ApproximateNumberOfMessagesVisible"), ("AWS/Lambda", "Throttles")} <= metrics
     assert alarms["PredictLatencyAlarm"]["ExtendedStatistic"] == "p99"
     deploy_env = translated["Resources"]["DeployFunction"]["Properties"]["Environment"]["Variables"]
     assert deploy_env["ROLLBACK_ALARM_NAMES"] == {"Ref": "EndpointErrorsAlarm"}
