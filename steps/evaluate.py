@@ -17,8 +17,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-
-from mlcore.config import PROCESSING_ROOT
+from mlcore.config import EVALUATION_FILE, PROCESSING_ROOT
 
 DEFAULT_REFERENCE = PROCESSING_ROOT / "reference"
 REFERENCE_BACKEND = "torch"
@@ -102,7 +101,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from mlcore.datasets import DatasetError, read_split
     from mlcore.metrics import label_confusion, multilabel_report, roc_curves
-    from mlcore.plots import plot_confusion_matrices, plot_label_confusion, plot_roc_curves
+    from mlcore.plots import (
+        plot_confusion_matrices,
+        plot_label_confusion,
+        plot_roc_curves,
+    )
     from mlcore.predictor import decide, extract_model, load_predictor, serving_backend
 
     try:
@@ -133,7 +136,7 @@ def main(argv=None) -> int:
               f"{ref['decisions']} decisions (max probability difference {ref['max_probability_difference']:.4f})")
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    (out / "evaluation.json").write_text(json.dumps(report, indent=2))
+    (out / EVALUATION_FILE).write_text(json.dumps(report, indent=2))
     plot_confusion_matrices(report, out / "confusion_matrices.png")
     plot_roc_curves(roc_curves(y_true, probs, predictor.label_names), out / "roc_curves.png")
     plot_label_confusion(label_confusion(y_true, decide(probs, predictor.thresholds), predictor.label_names),
@@ -144,7 +147,7 @@ def main(argv=None) -> int:
         print(f"test_{key}={_fmt(value)}" + (f" (± {std:.4f})" if std is not None else ""))
     worst = sorted(((m["f1"] or 0.0, name) for name, m in metrics["per_label"].items()))[:3]
     print("weakest labels: " + ", ".join(f"{name} F1 {f1:.2f}" for f1, name in worst))
-    print(f"wrote {out / 'evaluation.json'} and plots")
+    print(f"wrote {out / EVALUATION_FILE} and plots")
     return 0
 
 

@@ -15,7 +15,12 @@ import json
 import sys
 from pathlib import Path
 
-from mlcore.config import TrainingConfig, add_dataclass_arguments, dataclass_from_namespace, sm_path
+from mlcore.config import (
+    TrainingConfig,
+    add_dataclass_arguments,
+    dataclass_from_namespace,
+    sm_path,
+)
 
 
 def parse_args(argv=None):

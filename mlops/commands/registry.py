@@ -8,6 +8,7 @@ import sys
 from mlops.cli import CliError
 from mlops.settings import Settings
 from pipelines.registry import LocalModelRegistry, RegistryError
+from pipelines.spec import MODEL_PACKAGE_GROUP
 
 ORDER = 20
 TABLE_METRICS = ("f1_macro", "roc_auc_macro")
@@ -17,7 +18,7 @@ def publish_event(event: dict, settings: Settings, echo: bool = True, deploy: bo
     """Deliver a model package state-change event: append it to <home>/events.jsonl (and print it).
 
     With `deploy`, the event also goes to the deploy handler's decision logic (lambda_fn/deploy.py)
-    with the local backend, as EventBridge would deliver it to the deploy Lambda on AWS.
+    with the local backend (mlops/local_deploy.py), as EventBridge would deliver it to the deploy Lambda on AWS.
     """
     settings.home.mkdir(parents=True, exist_ok=True)
     with open(settings.events_file, "a", encoding="utf-8") as fh:
@@ -26,7 +27,8 @@ def publish_event(event: dict, settings: Settings, echo: bool = True, deploy: bo
         print(json.dumps(event, indent=2))
     if not deploy:
         return None
-    from lambda_fn.deploy import LocalBackend, decide
+    from lambda_fn.deploy import decide
+    from mlops.local_deploy import LocalBackend
     from mlops.local_endpoint import DeployError
 
     try:
@@ -130,7 +132,7 @@ def register(subparsers) -> None:
     )
     sub = parser.add_subparsers(dest="registry_command", metavar="ACTION", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--group", help="model package group (default: $MLOPS_MODEL_PACKAGE_GROUP or bert-multilabel)")
+    common.add_argument("--group", help=f"model package group (default: $MLOPS_MODEL_PACKAGE_GROUP or {MODEL_PACKAGE_GROUP})")
 
     p = sub.add_parser("list", parents=[common], help="table of versions with status and headline metrics")
     p.add_argument("--status", choices=["PendingManualApproval", "Approved", "Rejected"], help="only this status")

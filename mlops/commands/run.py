@@ -15,14 +15,14 @@ SHORTCUTS = {"input": "InputData", "epochs": "Epochs", "base_model": "BaseModel"
 
 
 def parse_assignments(items: Iterable[str], flag: str) -> dict[str, str]:
-    """`NAME=VALUE` strings as a dict; a malformed item is a CliError naming the flag."""
-    out: dict[str, str] = {}
-    for item in items or ():
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise CliError(f"{flag} expects NAME=VALUE, got {item!r} (e.g. {flag} Epochs=1)")
-        out[name.strip()] = value
-    return out
+    """`NAME=VALUE` strings as a dict; a malformed or repeated item is a CliError naming the flag."""
+    from pipelines.parameters import PipelineError
+    from pipelines.parameters import parse_assignments as parse
+
+    try:
+        return parse(items, flag)
+    except PipelineError as exc:
+        raise CliError(str(exc)) from None
 
 
 def parameters_epilog() -> str:
@@ -69,7 +69,8 @@ def collect_parameters(args: argparse.Namespace, base: dict[str, str] | None = N
 def run(params: dict[str, str], hps: dict[str, str], no_cache: bool, settings: Settings | None = None):
     """Run the pipeline; registration events go to the local deploy handler, as EventBridge would."""
     from mlops.commands.registry import publish_event
-    from pipelines.local_runner import PipelineError, run_pipeline
+    from pipelines.local_runner import run_pipeline
+    from pipelines.parameters import PipelineError
 
     settings = settings or Settings.from_env()
     try:

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from mlcore.datasets import write_split
-from mlcore.demo_data import generate_demo
+from mlcore.datasets.demo import generate_demo
 from mlcore.metrics import quick_scores
 from mlcore.predictor import load_predictor
 from mlcore.splitting import stratified_split
-from tests.conftest import REPO_ROOT
+from tests.helpers.paths import REPO_ROOT
 
 
 @pytest.mark.slow

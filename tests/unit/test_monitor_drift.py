@@ -11,7 +11,13 @@ from monitoring import drift
 from monitoring.baseline import length_reference, write_score_baseline
 from monitoring.config import MonitorConfig
 from monitoring.job import run_monitoring
-from monitoring.synthetic import beta_scores, capture_line, capture_path, shifted_scores, write_lines
+from monitoring.synthetic import (
+    beta_scores,
+    capture_line,
+    capture_path,
+    shifted_scores,
+    write_lines,
+)
 
 LABELS = ["joy", "anger", "fear", "love"]
 RATES = [0.30, 0.10, 0.05, 0.20]
@@ -152,7 +158,6 @@ def test_cli_score_baseline_from_a_reference_window_then_drift(tmp_path, monkeyp
 
 def test_baseline_reads_preprocess_statistics_as_written_by_mlcore_datasets():
     from mlcore.datasets import LabeledTexts, statistics
-
     from monitoring.baseline import train_label_prevalence
 
     rng = np.random.default_rng(8)
