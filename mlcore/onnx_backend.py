@@ -1,8 +1,9 @@
 """ONNX Runtime backend: export at packaging time, optimise, quantise only where quality holds.
 
-Measured on 2 cores (see ../shared/notes): ORT fp32 ~3 ms per text, int8 per-channel ~1.3 ms
-versus ~9 ms for PyTorch eager. int8 is chosen only when its validation macro-F1 stays within
-`MAX_F1_DROP` of fp32; the choice is written to serving.json.
+Served over HTTP on 2 cores, one text per request (benchmarks/bench_server.py, the README's table):
+batch-1 p50 4.8 ms for ORT fp32 and 2.8 ms for int8 per-channel versus 9.0 ms for PyTorch. int8 is
+chosen only when its validation macro-F1 stays within `MAX_F1_DROP` of fp32; the choice is
+written to serving.json.
 """
 from __future__ import annotations
 
