@@ -177,7 +177,7 @@ def main() -> int:
         print("exporting ONNX (fp32 + int8) into a temporary copy ...", flush=True)
         copy = Path(tempfile.mkdtemp(prefix="bench-model-")) / "model"
         shutil.copytree(model_dir, copy, ignore=shutil.ignore_patterns("code"))
-        export_onnx(copy, quantize=True, log=lambda _: None)
+        export_onnx(copy, quantize=True)
         model_dir = copy
     info = ModelInfo.read(model_dir)
     data, source = load_texts(args.limit)

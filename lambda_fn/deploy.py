@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
@@ -211,7 +211,7 @@ class SageMakerBackend:
         cfg, name = self.config, self._name(package["version"])
         if not self._exists(self.sm.describe_model, ModelName=name):
             containers = self._containers(package)
-            model = {"ModelName": name, "ExecutionRoleArn": cfg.role_arn,
+            model: dict[str, Any] = {"ModelName": name, "ExecutionRoleArn": cfg.role_arn,
                      "Tags": [{"Key": "ModelPackageVersion", "Value": str(package["version"])}]}
             if len(containers) == 1:
                 model["PrimaryContainer"] = containers[0]
@@ -219,7 +219,7 @@ class SageMakerBackend:
                 model["Containers"] = containers
             self.sm.create_model(**model)
         if not self._exists(self.sm.describe_endpoint_config, EndpointConfigName=name):
-            config = {"EndpointConfigName": name, "ProductionVariants": [{
+            config: dict[str, Any] = {"EndpointConfigName": name, "ProductionVariants": [{
                 "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": cfg.instance_count,
                 "InstanceType": cfg.instance_type}]}
             if cfg.capture_uri:

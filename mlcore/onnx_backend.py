@@ -8,6 +8,7 @@ written to serving.json.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,8 @@ import numpy as np
 
 from mlcore.modeling import available_cores
 from mlcore.predictor import SERVING_FILE, ModelInfo, length_sorted_batches
+
+logger = logging.getLogger(__name__)
 
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -136,7 +139,7 @@ def _validation_arrays(validation, label_names: list[str]) -> tuple[list[str], n
     return list(validation.texts), validation.with_label_names(label_names).matrix()
 
 
-def export_onnx(model_dir: str | Path, quantize: bool = True, validation=None, log=print) -> dict:
+def export_onnx(model_dir: str | Path, quantize: bool = True, validation=None) -> dict:
     """Write model.onnx (+ model.int8.onnx) and serving.json; int8 only if its F1 drop <= MAX_F1_DROP."""
     from mlcore.metrics import quick_scores
 
@@ -151,7 +154,7 @@ def export_onnx(model_dir: str | Path, quantize: bool = True, validation=None, l
     try:
         _optimise(fp32, model_dir)
     except Exception as exc:  # an unoptimised graph still serves correctly, only slower
-        log(f"warning: ORT transformer optimisation skipped ({exc.__class__.__name__}: {exc})")
+        logger.warning("ORT transformer optimisation skipped (%s: %s)", exc.__class__.__name__, exc)
     report: dict = {"backend": "onnx", "max_f1_drop": MAX_F1_DROP}
     if quantize:
         _quantise(fp32, model_dir / INT8_FILE)
@@ -165,7 +168,7 @@ def export_onnx(model_dir: str | Path, quantize: bool = True, validation=None, l
             if drop <= MAX_F1_DROP:
                 report["backend"] = "onnx-int8"
             else:
-                log(f"int8 loses {drop:.4f} macro-F1 on validation (> {MAX_F1_DROP}): serving fp32 ONNX")
+                logger.info("int8 loses %.4f macro-F1 on validation (> %s): serving fp32 ONNX", drop, MAX_F1_DROP)
         else:
             report["note"] = "no validation data to check int8 quality: serving fp32 ONNX"
     report["export_seconds"] = round(time.time() - started, 1)

@@ -19,12 +19,7 @@ import shutil
 from pathlib import Path
 
 import mlcore
-from mlcore.predictor import (
-    BACKEND_FILES,
-    SERVING_FILE,
-    WEIGHT_PATTERNS,
-    serving_backend,
-)
+from mlcore.predictor import BACKEND_FILES, SERVING_FILE, WEIGHT_PATTERNS, serving_backend
 
 logger = logging.getLogger(__name__)
 

@@ -106,20 +106,15 @@ def _thresholds_from_evaluation(evaluation: dict, label_names: list[str]) -> np.
     return None
 
 
-def load_baseline(directory: str | Path) -> Baseline:
-    """Read a baseline directory: evaluation.json is required, the rest optional."""
-    directory = Path(directory)
-    eval_path = directory / EVALUATION_FILE
-    if not eval_path.is_file():
-        raise BaselineError(
-            f"{eval_path} not found: the baseline needs the deployed model's evaluation.json "
-            "(register a model with `mlops run`, or pass --baseline-dir)"
-        )
+def _read_json(path: Path) -> dict:
     try:
-        evaluation = json.loads(eval_path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise BaselineError(f"{eval_path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    sources = {"evaluation": str(eval_path)}
+        raise BaselineError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+
+
+def _thresholds(directory: Path, evaluation: dict, eval_path: Path, sources: dict) -> tuple[list[str], np.ndarray]:
+    """The label order and decision thresholds: thresholds.json beside evaluation.json, else its per_label ones."""
     thresholds_doc = None
     if (directory / THRESHOLDS_FILE).is_file():
         thresholds_doc = json.loads((directory / THRESHOLDS_FILE).read_text(encoding="utf-8"))
@@ -130,23 +125,43 @@ def load_baseline(directory: str | Path) -> Baseline:
     if thresholds_doc:
         if list(thresholds_doc.get("labels", [])) != label_names:
             raise BaselineError(f"{directory / THRESHOLDS_FILE}: labels differ from {eval_path}'s labels")
-        thresholds = np.asarray(thresholds_doc["thresholds"], dtype=np.float32)
-    else:
-        thresholds = _thresholds_from_evaluation(evaluation, label_names)
-        if thresholds is None:
-            raise BaselineError(f"{eval_path}: per_label thresholds missing and no {THRESHOLDS_FILE} beside it")
+        return label_names, np.asarray(thresholds_doc["thresholds"], dtype=np.float32)
+    thresholds = _thresholds_from_evaluation(evaluation, label_names)
+    if thresholds is None:
+        raise BaselineError(f"{eval_path}: per_label thresholds missing and no {THRESHOLDS_FILE} beside it")
+    return label_names, thresholds
+
+
+def _reference_scores(directory: Path, label_names: list[str], eval_path: Path, sources: dict) -> np.ndarray | None:
+    """score_baseline.npz's reference scores, when present (its labels must be the baseline's)."""
+    if not (directory / SCORE_BASELINE_FILE).is_file():
+        return None
+    with np.load(directory / SCORE_BASELINE_FILE, allow_pickle=False) as npz:
+        ref_labels = [str(x) for x in npz["labels"]]
+        if ref_labels != label_names:
+            raise BaselineError(f"{directory / SCORE_BASELINE_FILE}: labels differ from {eval_path}'s labels; rebuild it")
+        reference = np.asarray(npz["scores"], dtype=np.float32)
+    sources["score_baseline"] = str(directory / SCORE_BASELINE_FILE)
+    return reference
+
+
+def load_baseline(directory: str | Path) -> Baseline:
+    """Read a baseline directory: evaluation.json is required, the rest optional."""
+    directory = Path(directory)
+    eval_path = directory / EVALUATION_FILE
+    if not eval_path.is_file():
+        raise BaselineError(
+            f"{eval_path} not found: the baseline needs the deployed model's evaluation.json "
+            "(register a model with `mlops run`, or pass --baseline-dir)"
+        )
+    evaluation = _read_json(eval_path)
+    sources = {"evaluation": str(eval_path)}
+    label_names, thresholds = _thresholds(directory, evaluation, eval_path, sources)
     statistics = None
     if (directory / STATISTICS_FILE).is_file():
         statistics = json.loads((directory / STATISTICS_FILE).read_text(encoding="utf-8"))
         sources["statistics"] = str(directory / STATISTICS_FILE)
-    reference = None
-    if (directory / SCORE_BASELINE_FILE).is_file():
-        with np.load(directory / SCORE_BASELINE_FILE, allow_pickle=False) as npz:
-            ref_labels = [str(x) for x in npz["labels"]]
-            if ref_labels != label_names:
-                raise BaselineError(f"{directory / SCORE_BASELINE_FILE}: labels differ from {eval_path}'s labels; rebuild it")
-            reference = np.asarray(npz["scores"], dtype=np.float32)
-        sources["score_baseline"] = str(directory / SCORE_BASELINE_FILE)
+    reference = _reference_scores(directory, label_names, eval_path, sources)
     return Baseline(label_names, thresholds, evaluation, statistics, reference, sources)
 
 

@@ -16,12 +16,7 @@ import numpy as np
 from monitoring import plots
 from monitoring.config import iso
 from monitoring.job import load_merged, load_result
-from monitoring.operational import (
-    capture_throughput,
-    load_series,
-    load_snapshots,
-    period_latency,
-)
+from monitoring.operational import capture_throughput, load_series, load_snapshots, period_latency
 
 REPORT_HTML = "report.html"
 REPORT_JSON = "report.json"

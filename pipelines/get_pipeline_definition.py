@@ -12,13 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from pipelines.aws_session import AwsSetupError
-from pipelines.run_pipeline import (
-    DEFAULT_MODULE,
-    PipelineRunError,
-    add_build_arguments,
-    build_pipeline,
-    parse_kwargs,
-)
+from pipelines.run_pipeline import DEFAULT_MODULE, PipelineRunError, add_build_arguments, build_pipeline, parse_kwargs
 
 
 def definition_json(region: str | None, role: str | None, bucket: str | None = None, input_data: str | None = None,

@@ -21,23 +21,9 @@ from typing import Any, TextIO
 import mlcore
 from pipelines import spec
 from pipelines.caching import StepCache, StepSignature
-from pipelines.parameters import (
-    PipelineError,
-    check_hyperparameters,
-    resolve_parameters,
-    training_hyperparameters,
-)
+from pipelines.parameters import PipelineError, check_hyperparameters, resolve_parameters, training_hyperparameters
 from pipelines.registry import LocalModelRegistry, atomic_write_json
-from pipelines.run_result import (
-    CACHED,
-    FAILED,
-    RUN_FILE,
-    SUCCEEDED,
-    RunResult,
-    StepFailed,
-    StepResult,
-    format_summary,
-)
+from pipelines.run_result import CACHED, FAILED, RUN_FILE, SUCCEEDED, RunResult, StepFailed, StepResult, format_summary
 from pipelines.step_process import StepPrinter, log_tail, run_script
 from pipelines.tarball import make_model_tarball
 

@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlcore.config import DEFAULT_BASE_MODEL, TrainingConfig
-from mlcore.config import (
-    EVALUATION_FILE as EVALUATION_FILE,  # the gate's file, re-exported
-)
+from mlcore.config import EVALUATION_FILE as EVALUATION_FILE  # the gate's file, re-exported
 
 _TRAINING_DEFAULTS = TrainingConfig()
 

@@ -10,12 +10,7 @@ directories, "demo"), `splits` (the inter-step format and statistics), `demo` (t
 from mlcore.datasets.labels import read_labels_file
 from mlcore.datasets.loader import load_source
 from mlcore.datasets.model import DatasetError, LabeledTexts, LoadReport, LoadResult
-from mlcore.datasets.splits import (
-           read_split,
-           statistics,
-           text_length_stats,
-           write_split,
-)
+from mlcore.datasets.splits import read_split, statistics, text_length_stats, write_split
 
 __all__ = ["DatasetError", "LabeledTexts", "LoadReport", "LoadResult", "load_source", "read_labels_file",
            "read_split", "statistics", "text_length_stats", "write_split"]

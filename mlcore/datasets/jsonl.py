@@ -5,15 +5,7 @@ import json
 from pathlib import Path
 
 from mlcore.datasets.model import DatasetError, LoadReport
-from mlcore.datasets.rows import (
-    LABEL_COLUMNS,
-    TEXT_COLUMNS,
-    RowReader,
-    Source,
-    decode_text,
-    split_labels,
-    text_lines,
-)
+from mlcore.datasets.rows import LABEL_COLUMNS, TEXT_COLUMNS, RowReader, Source, decode_text, split_labels, text_lines
 
 
 def read_jsonl(path: Path, report: LoadReport, text_column=None, label_column=None,

@@ -43,9 +43,10 @@ def _directory_files(directory: Path, report: LoadReport) -> dict[str, Path]:
     for path in sorted(directory.iterdir()):
         split = SPLIT_NAMES.get(path.stem.lower() if path.is_file() else path.name.lower())
         if path.is_dir() and split:
-            path = _data_file_in(path)
-            if path is None:
+            data_file = _data_file_in(path)
+            if data_file is None:
                 continue
+            path = data_file
         elif not (path.is_file() and path.suffix.lower() in DATA_SUFFIXES) or path.name in LABELS_FILE_NAMES:
             continue
         if split is None:

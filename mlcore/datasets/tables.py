@@ -5,18 +5,11 @@ import csv
 import io
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlcore.datasets.model import DatasetError, LoadReport
-from mlcore.datasets.rows import (
-    LABEL_COLUMNS,
-    TEXT_COLUMNS,
-    RowReader,
-    Source,
-    decode_text,
-    split_labels,
-    text_lines,
-)
+from mlcore.datasets.rows import LABEL_COLUMNS, TEXT_COLUMNS, RowReader, Source, decode_text, split_labels, text_lines
 
 _ID_COLUMN = re.compile(r"(?i:(?:.*[_\s.-])?(?:id|ids|idx|index|uuid|guid))|.*[a-z]Id|(?i:unnamed: ?\d+)")
 _ID_LIST = re.compile(r"\s*-?\d+(?:\s*,\s*-?\d+)*\s*")
@@ -73,43 +66,66 @@ def _table_records(path: Path, text: str) -> tuple[str, list[tuple[int, list[str
     return ("TSV" if delimiter == "\t" else "CSV"), [(n, r) for n, r in records if any(c.strip() for c in r)]
 
 
+@dataclass
+class _Columns:
+    """Where the text and labels are: a labels column (`label_idx`) or wide 0/1 columns (`wide_idx`)."""
+
+    header: list[str] | None
+    text_idx: int
+    label_idx: int | None
+    wide_idx: list[int] = field(default_factory=list)
+
+    @property
+    def wide_names(self) -> list[str] | None:
+        return [self.header[i] for i in self.wide_idx] if self.header and self.wide_idx else None
+
+
+def _header_columns(header: list[str], text_column, label_column, path: Path, line: int) -> _Columns:
+    """Columns named by the header (or the flags); without a labels column, the wide shape."""
+    text_idx = _find_column(header, text_column, TEXT_COLUMNS, path, "text", "--text-column")
+    if text_idx is None:
+        raise DatasetError(f"no text column found in the header {header}", path, line,
+                           hint=f"Name it one of {list(TEXT_COLUMNS[:4])} or pass --text-column")
+    label_idx = _find_column(header, label_column, LABEL_COLUMNS, path, "label", "--label-column")
+    if label_idx is not None:
+        return _Columns(header, text_idx, label_idx)
+    wide_idx = [i for i, h in enumerate(header) if i != text_idx and not is_id_column(h)]  # id-like columns ignored
+    if not wide_idx:
+        raise DatasetError(
+            f"no label column found in the header {header}", path, line,
+            hint="Add a 'labels' column (comma-separated names or ids), one 0/1 column per label, "
+                 "or pass --label-column")
+    return _Columns(header, text_idx, None, wide_idx)
+
+
+def _columns(records: list[tuple[int, list[str]]], kind: str, path: Path, text_column, label_column) -> _Columns:
+    """The columns of a table from its first row: a header, or GoEmotions' headerless text <TAB> labels [<TAB> id]."""
+    first_line, first = records[0]
+    names = set(TEXT_COLUMNS) | set(LABEL_COLUMNS) | {c.lower() for c in (text_column, label_column) if c}
+    if _looks_like_header(first, records[1][1] if len(records) > 1 else None, names, kind):
+        return _header_columns([h.strip() for h in first], text_column, label_column, path, first_line)
+    if text_column or label_column:
+        raise DatasetError(f"--text-column/--label-column name columns, but the first row {first[:4]} is not a "
+                           "header", path, first_line, hint="Add a header row or leave the column flags out")
+    if len(first) < 2:
+        raise DatasetError(f"no label column: the first row has a single {kind} column", path, first_line,
+                           hint="Expected 'text<TAB>labels[<TAB>id]' without a header, or a header naming "
+                                "the text and label columns")
+    return _Columns(None, 0, 1)
+
+
 def read_table(path: Path, report: LoadReport, text_column=None, label_column=None,
-                require_labels=False) -> Source:
+               require_labels=False) -> Source:
     """Rows of a TSV/CSV in the long shape (text + labels column) or the wide shape (one 0/1 column per label)."""
     kind, records = _table_records(path, decode_text(path))
     if not records:
         raise DatasetError("the file is empty", path, hint="Point to a file with one row per text")
-    first_line, first = records[0]
-    names = set(TEXT_COLUMNS) | set(LABEL_COLUMNS) | {c.lower() for c in (text_column, label_column) if c}
-    has_header = _looks_like_header(first, records[1][1] if len(records) > 1 else None, names, kind)
-    if not has_header and (text_column or label_column):
-        raise DatasetError(f"--text-column/--label-column name columns, but the first row {first[:4]} is not a "
-                           "header", path, first_line, hint="Add a header row or leave the column flags out")
-    wide_idx: list[int] = []
-    if has_header:
-        header = [h.strip() for h in first]
+    columns = _columns(records, kind, path, text_column, label_column)
+    header = columns.header
+    if header:
         records = records[1:]
-        text_idx = _find_column(header, text_column, TEXT_COLUMNS, path, "text", "--text-column")
-        if text_idx is None:
-            raise DatasetError(f"no text column found in the header {header}", path, first_line,
-                               hint=f"Name it one of {list(TEXT_COLUMNS[:4])} or pass --text-column")
-        label_idx = _find_column(header, label_column, LABEL_COLUMNS, path, "label", "--label-column")
-        if label_idx is None:  # wide: one 0/1 column per label; id-like columns ignored
-            wide_idx = [i for i, h in enumerate(header) if i != text_idx and not is_id_column(h)]
-            if not wide_idx:
-                raise DatasetError(
-                    f"no label column found in the header {header}", path, first_line,
-                    hint="Add a 'labels' column (comma-separated names or ids), one 0/1 column per label, "
-                         "or pass --label-column")
-    else:
-        header = None
-        text_idx, label_idx = 0, 1  # GoEmotions' shape: text <TAB> label ids [<TAB> comment id]
-        if len(first) < 2:
-            raise DatasetError(f"no label column: the first row has a single {kind} column", path, first_line,
-                               hint="Expected 'text<TAB>labels[<TAB>id]' without a header, or a header naming "
-                                    "the text and label columns")
-    expected = len(header) if header else len(first)
-    wide_names = [header[i] for i in wide_idx] if wide_idx else None
+    expected = len(header) if header else len(records[0][1])
+    wide_names = columns.wide_names
     reader = RowReader(path, report, require_labels)
     for number, record in records:
         if len(record) != expected:
@@ -117,11 +133,12 @@ def read_table(path: Path, report: LoadReport, text_column=None, label_column=No
                 f"{len(record)} columns where {'the header has' if header else 'the first row has'} {expected}",
                 path, number, hint="A tab inside the text? Replace it by a space" if kind == "TSV"
                 else "An unquoted comma? Quote fields that contain commas")
-        if wide_names:
-            labels = wide_labels(record, wide_idx, wide_names, path, number)
+        labels: list[str] | None
+        if columns.label_idx is not None:
+            labels = split_labels(record[columns.label_idx])
         else:
-            labels = split_labels(record[label_idx])
-        reader.add(number, record[text_idx], labels, tuple(record))
+            labels = wide_labels(record, columns.wide_idx, wide_names or [], path, number)
+        reader.add(number, record[columns.text_idx], labels, tuple(record))
     return reader.done(wide_names)
 
 

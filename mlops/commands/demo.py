@@ -13,13 +13,7 @@ import threading
 from pathlib import Path
 
 from mlops.cli import CliError
-from mlops.commands.run import (
-    add_run_options,
-    collect_parameters,
-    parameters_epilog,
-    parse_assignments,
-    run,
-)
+from mlops.commands.run import add_run_options, collect_parameters, parameters_epilog, parse_assignments, run
 from mlops.settings import Settings
 from pipelines import spec
 

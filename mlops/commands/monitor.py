@@ -86,11 +86,7 @@ def _capture_dir(args, settings: Settings) -> Path:
 
 def cmd_ground_truth(args) -> int:
     from monitoring.baseline import BaselineError, load_baseline
-    from monitoring.ground_truth import (
-        GroundTruthError,
-        parse_ground_truth,
-        store_ground_truth,
-    )
+    from monitoring.ground_truth import GroundTruthError, parse_ground_truth, store_ground_truth
 
     settings = Settings.from_env()
     label_names = None

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import requests
 
+from mlcore.config import env_value
 from mlops.cli import CliError
 from mlops.ports import port_is_free
 from mlops.settings import Settings
@@ -33,11 +34,10 @@ PORT_VARS = {"endpoint": "MLOPS_ENDPOINT_PORT", "lambda_url": "MLOPS_LAMBDA_PORT
 
 
 def _env_port(name: str, default: int) -> int:
-    raw = os.environ.get(name, str(default))
     try:
-        port = int(raw)
+        port = env_value(name, default)
     except ValueError:
-        raise CliError(f"{name}={raw!r} is not a port number (1-65535)") from None
+        raise CliError(f"{name}={os.environ.get(name)!r} is not a port number (1-65535)") from None
     if not 1 <= port <= 65535:
         raise CliError(f"{name}={port} is not a port number (1-65535)")
     return port

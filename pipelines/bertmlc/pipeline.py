@@ -48,11 +48,7 @@ SPLITS = ("train", "validation", "test")
 
 
 def _parameter(p: spec.PipelineParameter, default: Any):
-    from sagemaker.core.workflow.parameters import (
-        ParameterFloat,
-        ParameterInteger,
-        ParameterString,
-    )
+    from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
 
     cls = {"String": ParameterString, "Integer": ParameterInteger, "Float": ParameterFloat}[p.type]
     return cls(name=p.name, default_value=default)
@@ -97,32 +93,12 @@ def get_pipeline(
     from sagemaker.core import image_uris
     from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
     from sagemaker.core.processing import FrameworkProcessor
-    from sagemaker.core.shapes import (
-        ProcessingInput,
-        ProcessingOutput,
-        ProcessingS3Input,
-        ProcessingS3Output,
-    )
-    from sagemaker.core.training.configs import (
-        CheckpointConfig,
-        Compute,
-        InputData,
-        SourceCode,
-        StoppingCondition,
-    )
-    from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo
+    from sagemaker.core.shapes import ProcessingInput, ProcessingOutput, ProcessingS3Input, ProcessingS3Output
+    from sagemaker.core.training.configs import CheckpointConfig, Compute, InputData, SourceCode, StoppingCondition
     from sagemaker.core.workflow.execution_variables import ExecutionVariables
-    from sagemaker.core.workflow.functions import Join, JsonGet
+    from sagemaker.core.workflow.functions import Join
     from sagemaker.core.workflow.properties import PropertyFile
-    from sagemaker.mlops.workflow import (
-        CacheConfig,
-        ConditionStep,
-        FailStep,
-        ModelStep,
-        Pipeline,
-        ProcessingStep,
-        TrainingStep,
-    )
+    from sagemaker.mlops.workflow import CacheConfig, ModelStep, Pipeline, ProcessingStep, TrainingStep
     from sagemaker.serve.model_builder import ModelBuilder
     from sagemaker.train.model_trainer import ModelTrainer
 
@@ -252,17 +228,7 @@ def get_pipeline(
     step_register = ModelStep(name=spec.REGISTER, step_args=register_args)
 
     # 5. The quality gate: every spec.QUALITY_GATE metric must reach its threshold parameter.
-    gate_values = {path: JsonGet(step_name=step_evaluate.name, property_file=evaluation_report, json_path=path)
-                   for path, _ in spec.QUALITY_GATE}
-    conditions = [ConditionGreaterThanOrEqualTo(left=gate_values[path], right=params[threshold])
-                  for path, threshold in spec.QUALITY_GATE]
-    message_parts: list[Any] = ["Model below the quality gate:"]
-    for path, threshold in spec.QUALITY_GATE:
-        message_parts += [f" {path.rsplit('.', 2)[-2]}=", gate_values[path], f" (needs >= {threshold}=",
-                          params[threshold], ")"]
-    step_fail = FailStep(name=spec.FAIL, error_message=Join(on="", values=message_parts))
-    step_check = ConditionStep(name=spec.CHECK, conditions=conditions, if_steps=[step_register],
-                               else_steps=[step_fail])
+    step_check = _quality_gate(step_evaluate, evaluation_report, params, step_register)
 
     pipeline = Pipeline(
         name=pipeline_name,
@@ -272,6 +238,24 @@ def get_pipeline(
     )
     pipeline._bertmlc_bundle_tmp = tmp  # keep the bundle alive as long as the pipeline object
     return pipeline
+
+
+def _quality_gate(step_evaluate, evaluation_report, params: dict[str, Any], step_register):
+    """The ConditionStep: register when every gate metric reaches its parameter, else a FailStep naming them."""
+    from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo
+    from sagemaker.core.workflow.functions import Join, JsonGet
+    from sagemaker.mlops.workflow import ConditionStep, FailStep
+
+    gate_values = {path: JsonGet(step_name=step_evaluate.name, property_file=evaluation_report, json_path=path)
+                   for path, _ in spec.QUALITY_GATE}
+    conditions = [ConditionGreaterThanOrEqualTo(left=gate_values[path], right=params[threshold])
+                  for path, threshold in spec.QUALITY_GATE]
+    message_parts: list[Any] = ["Model below the quality gate:"]
+    for path, threshold in spec.QUALITY_GATE:
+        message_parts += [f" {path.rsplit('.', 2)[-2]}=", gate_values[path], f" (needs >= {threshold}=",
+                          params[threshold], ")"]
+    step_fail = FailStep(name=spec.FAIL, error_message=Join(on="", values=message_parts))
+    return ConditionStep(name=spec.CHECK, conditions=conditions, if_steps=[step_register], else_steps=[step_fail])
 
 
 def _hyperparameters(params: dict[str, Any], config: TrainingConfig | None) -> dict[str, Any]:

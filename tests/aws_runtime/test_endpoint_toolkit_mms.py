@@ -23,12 +23,7 @@ from lambda_fn import predict
 from lambda_fn.local_adapter import LambdaContext, function_url_event
 from pipelines.bertmlc.pipeline import MODEL_ENVIRONMENT
 from pipelines.tarball import make_model_tarball
-from tests.helpers.aws_runtime import (
-    DLC_PYTHON,
-    missing_runtime,
-    runtime_front,
-    start_dlc_endpoint,
-)
+from tests.helpers.aws_runtime import DLC_PYTHON, missing_runtime, runtime_front, start_dlc_endpoint
 from tests.helpers.servers import free_port
 
 ENDPOINT = "bert-multilabel-test"

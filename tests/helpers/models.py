@@ -19,12 +19,7 @@ def save_tiny_bert(dest: Path, labels: list[str] | None = None, seed: int = 0) -
     directory as `steps/train.py` writes it, minus training); without, a base checkpoint.
     """
     import torch
-    from transformers import (
-        AutoTokenizer,
-        BertConfig,
-        BertForSequenceClassification,
-        BertModel,
-    )
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
@@ -63,6 +58,6 @@ def train_tiny_classifier(dest: Path, base: Path, seed: int = 42, onnx: bool = T
                          seed=seed)
     validation = labeled(keyword_rows(80, seed=2))
     full, artifact = dest / "full", dest / "artifact"
-    train(cfg, labeled(keyword_rows(240, seed=1)), validation, full, log=lambda _: None)
-    package_for_serving(full, artifact, validation, export_onnx=onnx, log=lambda _: None)
+    train(cfg, labeled(keyword_rows(240, seed=1)), validation, full)
+    package_for_serving(full, artifact, validation, export_onnx=onnx)
     return full, artifact

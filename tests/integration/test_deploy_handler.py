@@ -10,13 +10,7 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from lambda_fn.deploy import (
-    EndpointBusyError,
-    SageMakerBackend,
-    SageMakerDeploySettings,
-    decide,
-    package_from_event,
-)
+from lambda_fn.deploy import EndpointBusyError, SageMakerBackend, SageMakerDeploySettings, decide, package_from_event
 from tests.helpers.servers import moto_server
 
 GROUP, ENDPOINT, ROLE = "bert-multilabel", "bert-ep", "arn:aws:iam::123456789012:role/model"

@@ -39,11 +39,24 @@ def _modules() -> dict[str, Path]:
     return found
 
 
-def _imports(name: str, path: Path) -> list[tuple[int, str]]:
+def _type_checking_lines(tree: ast.Module) -> set[int]:
+    """Lines of the imports under `if TYPE_CHECKING:` (for the type checker only, never run)."""
+    lines = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            lines |= {n.lineno for stmt in node.body for n in ast.walk(stmt) if isinstance(n, (ast.Import, ast.ImportFrom))}
+    return lines
+
+
+def _imports(name: str, path: Path, runtime_only: bool = False) -> list[tuple[int, str]]:
     """(line, absolute dotted name) of every import in the module, relative ones resolved."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    skip = _type_checking_lines(tree) if runtime_only else set()
     out = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in skip:
+            continue
         if isinstance(node, ast.Import):
             out += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -117,7 +130,7 @@ def test_every_imported_third_party_package_is_declared():
     distributions = importlib.metadata.packages_distributions()
     missing = []
     for name, path in _modules().items():
-        for line, imported in _imports(name, path):
+        for line, imported in _imports(name, path, runtime_only=True):
             top = imported.split(".")[0]
             if not top or top in PACKAGES or top in sys.stdlib_module_names or top == "__future__":
                 continue

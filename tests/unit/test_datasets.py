@@ -10,13 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlcore.datasets import (
-    DatasetError,
-    LabeledTexts,
-    load_source,
-    read_split,
-    write_split,
-)
+from mlcore.datasets import DatasetError, LabeledTexts, load_source, read_split, write_split
 from mlcore.datasets.demo import LABELS, generate_demo
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "datasets"

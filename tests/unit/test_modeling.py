@@ -5,18 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from mlcore.config import (
-    DEFAULT_BASE_MODEL,
-    TrainingConfig,
-    parse_config,
-    to_hyperparameters,
-)
-from mlcore.modeling import (
-    BaseModelError,
-    load_classifier,
-    parameter_groups,
-    resolve_base_model,
-)
+from mlcore.config import DEFAULT_BASE_MODEL, TrainingConfig, parse_config, to_hyperparameters
+from mlcore.modeling import BaseModelError, load_classifier, parameter_groups, resolve_base_model
 from tests.helpers.models import minilm_path
 
 

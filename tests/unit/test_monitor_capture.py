@@ -8,12 +8,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from monitoring.capture import (
-    capture_files,
-    hour_of_path,
-    parse_capture_line,
-    read_capture,
-)
+from monitoring.capture import capture_files, hour_of_path, parse_capture_line, read_capture
 from monitoring.synthetic import capture_line, capture_path, write_lines
 
 LABELS = ["a", "b", "c"]

@@ -11,13 +11,7 @@ from monitoring import drift
 from monitoring.baseline import length_reference, write_score_baseline
 from monitoring.config import MonitorConfig
 from monitoring.job import run_monitoring
-from monitoring.synthetic import (
-    beta_scores,
-    capture_line,
-    capture_path,
-    shifted_scores,
-    write_lines,
-)
+from monitoring.synthetic import beta_scores, capture_line, capture_path, shifted_scores, write_lines
 
 LABELS = ["joy", "anger", "fear", "love"]
 RATES = [0.30, 0.10, 0.05, 0.20]
