@@ -1,4 +1,9 @@
-"""`mlops registry`: list, describe, approve and reject model package versions in the local registry."""
+"""`mlops registry`: list, describe, approve and reject model package versions in the local registry.
+
+The local model registry ($MLOPS_HOME/registry, MLOPS_HOME defaults to ./.mlops): model package
+versions with SageMaker's approval statuses. approve/reject emit the 'SageMaker Model Package State
+Change' event to $MLOPS_HOME/events.jsonl.
+"""
 from __future__ import annotations
 
 import argparse
@@ -124,12 +129,8 @@ def _change(args, status: str) -> int:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "registry", help="list, describe, approve or reject registered model versions",
-        description="The local model registry ($MLOPS_HOME/registry, MLOPS_HOME defaults to ./.mlops): "
-                    "model package versions with SageMaker's approval statuses. approve/reject emit the "
-                    "'SageMaker Model Package State Change' event to $MLOPS_HOME/events.jsonl.",
-    )
+    parser = subparsers.add_parser("registry", help="list, describe, approve or reject registered model versions",
+                                   description=__doc__)
     sub = parser.add_subparsers(dest="registry_command", metavar="ACTION", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--group", help=f"model package group (default: $MLOPS_MODEL_PACKAGE_GROUP or {MODEL_PACKAGE_GROUP})")

@@ -1,4 +1,9 @@
-"""`mlops run`: execute the pipeline DAG locally (preprocess, train, evaluate, quality gate, register)."""
+"""`mlops run`: execute the pipeline DAG locally (preprocess, train, evaluate, quality gate, register).
+
+Run the pipeline DAG of pipelines/spec.py on this machine with the real step scripts,
+the way SageMaker would (same parameters, paths and quality gate), then register a
+passing model in the local model registry.
+"""
 from __future__ import annotations
 
 import argparse
@@ -92,12 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "run", help="run the pipeline locally: preprocess, train, evaluate, quality gate, register",
-        description="Run the pipeline DAG of pipelines/spec.py on this machine with the real step scripts,\n"
-                    "the way SageMaker would (same parameters, paths and quality gate), then register a\n"
-                    "passing model in the local model registry.",
-        epilog=parameters_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = subparsers.add_parser("run", help="run the pipeline locally: preprocess, train, evaluate, quality gate, "
+                                   "register", description=__doc__, epilog=parameters_epilog(),
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_options(parser)
     parser.set_defaults(func=cmd_run)
