@@ -139,3 +139,14 @@ def test_every_imported_third_party_package_is_declared():
                 missing.append(f"{path.relative_to(REPO_ROOT)}:{line} imports {top} "
                                f"(distribution {sorted(providers)}): add it to INSTALL_REQUIRES in setup.py")
     assert not missing, "\n".join(sorted(set(missing)))
+
+
+def test_the_lambda_package_defaults_to_the_projects_names(monkeypatch):
+    """The Lambda package cannot import pipelines.spec, so its default endpoint name is a copy: it must agree."""
+    from lambda_fn.deploy import SageMakerDeploySettings
+    from lambda_fn.predict import PredictSettings
+    from pipelines import spec
+
+    monkeypatch.delenv("ENDPOINT_NAME", raising=False)
+    monkeypatch.setenv("MODEL_EXECUTION_ROLE_ARN", "arn:aws:iam::123456789012:role/model")
+    assert PredictSettings().endpoint_name == SageMakerDeploySettings().endpoint_name == spec.ENDPOINT_NAME
