@@ -13,18 +13,18 @@ from mlcore.datasets.rows import Source
 from mlcore.datasets.splits import SPLIT_DATA_FILE, SPLIT_LABELS_FILE
 from mlcore.datasets.tables import read_table
 
-DATA_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json", ".txt")
+# File suffix -> the reader of that format (one error for every other suffix).
+READERS = {".tsv": read_table, ".csv": read_table, ".txt": read_table, ".jsonl": read_jsonl, ".json": read_jsonl}
+DATA_SUFFIXES = tuple(READERS)
 LABELS_FILE_NAMES = ("labels.txt", "labels.json")
 
 
 def _read_file(path: Path, report: LoadReport, text_column, label_column, require_labels) -> Source:
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        return read_jsonl(path, report, text_column, label_column, require_labels)
-    if suffix in (".tsv", ".csv", ".txt"):
-        return read_table(path, report, text_column, label_column, require_labels)
-    raise DatasetError(f"unsupported file type {path.suffix or '(none)'!r}", path,
-                       hint="Use .tsv, .csv or .jsonl (or a directory of train/dev/test files)")
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise DatasetError(f"unsupported file type {path.suffix or '(none)'!r}", path,
+                           hint="Use .tsv, .csv or .jsonl (or a directory of train/dev/test files)")
+    return reader(path, report, text_column, label_column, require_labels)
 
 
 def _data_file_in(directory: Path) -> Path | None:
