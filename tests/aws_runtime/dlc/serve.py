@@ -9,8 +9,9 @@ its handler service and waits on it, as in the container.
 import os
 import sys
 
-from sagemaker_huggingface_inference_toolkit import mms_model_server, serving
 from sagemaker_inference import model_server
+
+from sagemaker_huggingface_inference_toolkit import mms_model_server, serving
 
 config = os.environ["MMS_CONFIG_FILE"]
 model_server.MMS_CONFIG_FILE = config
