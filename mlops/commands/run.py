@@ -11,7 +11,7 @@ from typing import Iterable
 
 from mlops.cli import CliError
 from mlops.settings import Settings
-from pipelines import spec
+from pipelines import parameters, spec
 
 ORDER = 10
 
@@ -20,13 +20,10 @@ SHORTCUTS = {"input": "InputData", "epochs": "Epochs", "base_model": "BaseModel"
 
 
 def parse_assignments(items: Iterable[str], flag: str) -> dict[str, str]:
-    """`NAME=VALUE` strings as a dict; a malformed or repeated item is a CliError naming the flag."""
-    from pipelines.parameters import PipelineError
-    from pipelines.parameters import parse_assignments as parse
-
+    """`NAME=VALUE` strings as a dict (`pipelines.parameters.parse_assignments`); errors are CliErrors."""
     try:
-        return parse(items, flag)
-    except PipelineError as exc:
+        return parameters.parse_assignments(items, flag)
+    except parameters.PipelineError as exc:
         raise CliError(str(exc)) from None
 
 
@@ -75,13 +72,12 @@ def run(params: dict[str, str], hps: dict[str, str], no_cache: bool, settings: S
     """Run the pipeline; registration events go to the local deploy handler, as EventBridge would."""
     from mlops.commands.registry import publish_event
     from pipelines.local_runner import run_pipeline
-    from pipelines.parameters import PipelineError
 
     settings = settings or Settings.from_env()
     try:
         return run_pipeline(params, settings, cache=not no_cache, hyperparameters=hps,
                             on_event=lambda event: publish_event(event, settings, echo=False, deploy=True))
-    except PipelineError as exc:
+    except parameters.PipelineError as exc:
         raise CliError(str(exc)) from None
 
 
