@@ -212,7 +212,7 @@ class SageMakerBackend:
         if not self._exists(self.sm.describe_model, ModelName=name):
             containers = self._containers(package)
             model: dict[str, Any] = {"ModelName": name, "ExecutionRoleArn": cfg.role_arn,
-                     "Tags": [{"Key": "ModelPackageVersion", "Value": str(package["version"])}]}
+                                     "Tags": [{"Key": "ModelPackageVersion", "Value": str(package["version"])}]}
             if len(containers) == 1:
                 model["PrimaryContainer"] = containers[0]
             else:

@@ -78,15 +78,15 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {text!r}")
 
 
+_KIND_NAMES = {int: "an integer", float: "a number", bool: "a boolean (true/false)"}
+
+
 def convert(kind: type, text: Any, name: str) -> Any:
     """`text` as `kind` (int, float, str; bool from true/false, yes/no, on/off, 1/0); ValueError names `name`."""
     try:
         return _parse_bool(text) if kind is bool else kind(text)
     except (ValueError, argparse.ArgumentTypeError):
         raise ValueError(f"{name}={text!r} is not {_KIND_NAMES.get(kind, kind.__name__)}") from None
-
-
-_KIND_NAMES = {int: "an integer", float: "a number", bool: "a boolean (true/false)"}
 
 
 def env_value(name: str, default: Any, kind: type | None = None, env: Mapping[str, str] | None = None) -> Any:
