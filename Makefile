@@ -1,5 +1,5 @@
-# The two front-door commands: `make demo` (the whole local workflow) and `make test`.
-# Both create the virtualenv and install everything the project needs on first use.
+# The front-door commands: `make demo` (the whole local workflow), `make test` and `make lint`.
+# Each creates the virtualenv and installs everything the project needs on first use.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,7 +9,7 @@ DLC_VENV ?= .venv-dlc
 DLC_DIR := tests/aws_runtime/dlc
 DLC_STAMP := $(DLC_VENV)/.installed
 
-.PHONY: demo test install clean site-deps site aws-runtimes
+.PHONY: demo test lint install clean site-deps site aws-runtimes
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,12 @@ site: site-deps
 
 test: $(STAMP) site-deps aws-runtimes
 	$(PY) -m pytest
+
+# ruff (ruff.toml: pyflakes, import order, bugbear, complexity <= 10) over the tree, then mypy (mypy.ini) on
+# the packages that travel into containers and the Lambda, and the pipeline code.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m mypy mlcore pipelines inference lambda_fn
 
 clean:
 	rm -rf $(VENV) $(DLC_VENV) .mlops

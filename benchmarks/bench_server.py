@@ -31,7 +31,10 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from pipelines.bertmlc.pipeline import MODEL_ENVIRONMENT  # noqa: E402  (the registered model's container env)
+
 GOEMOTIONS = REPO.parent / "shared" / "datasets" / "goemotions"
+
+from mlops.ports import free_port  # noqa: E402  (after the repository is on sys.path)
 
 BASELINE_APP = r'''
 import json, sys
@@ -62,7 +65,7 @@ def load_texts(limit: int):
         data = load_source(GOEMOTIONS).splits["test"]
         source = "GoEmotions test"
     else:
-        from mlcore.demo_data import generate_demo
+        from mlcore.datasets.demo import generate_demo
 
         data, source = generate_demo(), "demo data"
     n = min(limit, len(data)) if limit else len(data)
@@ -70,19 +73,6 @@ def load_texts(limit: int):
 
 
 PORTS = range(18050, 18100)  # this project's benchmark ports
-
-
-def free_port() -> int:
-    import socket
-
-    for port in PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 class Server:
@@ -121,7 +111,7 @@ class Server:
         """The model packaged as steps/train.py packages it, served by the HF inference image's stack
         (toolkit + multi-model-server, .venv-dlc) with `workers` model workers."""
         from mlcore.packaging import package_serving_model
-        from pipelines.local_runner import make_model_tarball
+        from pipelines.tarball import make_model_tarball
         from tests.helpers.aws_runtime import missing_runtime, start_dlc_endpoint
 
         reason = missing_runtime()
@@ -217,7 +207,7 @@ def main() -> int:
         print("exporting ONNX (fp32 + int8) into a temporary copy ...", flush=True)
         copy = Path(tempfile.mkdtemp(prefix="bench-model-")) / "model"
         shutil.copytree(model_dir, copy, ignore=shutil.ignore_patterns("code"))
-        export_onnx(copy, quantize=True, log=lambda _: None)
+        export_onnx(copy, quantize=True)
         model_dir = copy
     info = ModelInfo.read(model_dir)
     data, source = load_texts(args.limit)
@@ -229,7 +219,7 @@ def main() -> int:
     runs += [(f"HF toolkit + MMS (image stack), {w} worker(s) x {max(1, cores // int(w))} thread(s), "
               f"{args.image_backend}", f"image:{w}") for w in filter(None, args.image_workers.split(","))]
     for title, backend in runs:
-        port = free_port()
+        port = free_port(PORTS)
         print(f"- {title} ...", flush=True)
         if backend == "baseline":
             server = Server.start([sys.executable, "-c", BASELINE_APP, str(model_dir), str(port)], port)

@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TextIO
 
 
 @dataclass
@@ -54,7 +55,7 @@ class CaptureWriter:
         self.dropped = 0
         self.written = 0
         self.errors = 0
-        self._file = None
+        self._file: TextIO | None = None
         self._file_path: Path | None = None
         self._file_opened = 0.0
         self._thread = threading.Thread(target=self._run, name="data-capture", daemon=True)
@@ -77,16 +78,19 @@ class CaptureWriter:
         folder.mkdir(parents=True, exist_ok=True)
         return folder / f"{stamp.strftime('%M-%S-%f')}-{uuid.uuid4().hex[:8]}.jsonl"
 
-    def _rotate_if_needed(self, now: float) -> None:
+    def _rotate_if_needed(self, now: float) -> TextIO:
+        """The file to write to now: a new one when the current is too big, too old or of another hour."""
         hour_changed = self._file_path is not None and datetime.fromtimestamp(now, timezone.utc).strftime(
             "%Y/%m/%d/%H") not in str(self._file_path)
-        if (self._file is None or self._file.tell() >= self.config.max_file_bytes
+        current = self._file
+        if (current is None or current.tell() >= self.config.max_file_bytes
                 or now - self._file_opened >= self.config.max_file_seconds or hour_changed):
-            if self._file:
-                self._file.close()
+            if current:
+                current.close()
             self._file_path = self._target(now)
-            self._file = open(self._file_path, "a", encoding="utf-8")
+            current = self._file = open(self._file_path, "a", encoding="utf-8")
             self._file_opened = now
+        return current
 
     def _run(self) -> None:
         while True:
@@ -94,16 +98,16 @@ class CaptureWriter:
             if record is None:
                 break
             try:
-                self._rotate_if_needed(time.time())
-                self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+                out = self._rotate_if_needed(time.time())
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
                 while not self.queue.empty():  # drain a burst before flushing
                     nxt = self.queue.get_nowait()
                     if nxt is None:
                         self.queue.put(None)
                         break
-                    self._file.write(json.dumps(nxt, ensure_ascii=False) + "\n")
+                    out.write(json.dumps(nxt, ensure_ascii=False) + "\n")
                     self.written += 1
-                self._file.flush()
+                out.flush()
                 self.written += 1
             except Exception:  # a full disk must not take the endpoint down
                 self.errors += 1

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 import threading
@@ -32,6 +31,8 @@ from starlette.routing import Route
 from inference.capture import CaptureConfig, CaptureWriter, capture_record
 from inference.metrics import ServerMetrics
 from mlcore import handler as handlers
+from mlcore.config import env_value, field_default
+from mlcore.predictor import Predictor
 
 log = logging.getLogger("inference.server")
 INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
@@ -58,12 +59,9 @@ class ServerConfig:
     graceful_timeout_s: int = field(default=30, metadata={"env": "MLOPS_GRACEFUL_TIMEOUT"})
 
     @classmethod
-    def from_env(cls, **overrides) -> "ServerConfig":
-        values = {}
-        for f in fields(cls):
-            raw = os.environ.get(f.metadata["env"])
-            if raw not in (None, ""):
-                values[f.name] = type(f.default)(raw)
+    def from_env(cls, **overrides) -> ServerConfig:
+        """Each field from its env var (unset: the default), then the overrides that are not None."""
+        values = {f.name: env_value(f.metadata["env"], field_default(f)) for f in fields(cls)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -92,22 +90,7 @@ class Batcher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            items = [await self.queue.get()]
-            count = len(items[0][0])
-            deadline = loop.time() + self.config.max_wait_ms / 1000.0
-            while count < self.config.max_batch_size:
-                try:
-                    item = self.queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    try:
-                        item = await asyncio.wait_for(self.queue.get(), remaining)
-                    except asyncio.TimeoutError:
-                        break
-                items.append(item)
-                count += len(item[0])
+            items = await self._collect(loop)
             texts = [t for batch, _ in items for t in batch]
             self.metrics.batch_size.observe(len(texts))
             try:
@@ -124,13 +107,33 @@ class Batcher:
                     future.set_result(probabilities[start : start + len(batch)])
                 start += len(batch)
 
+    async def _collect(self, loop: asyncio.AbstractEventLoop) -> list:
+        """The next request, and those queued behind it (waiting up to max_wait_ms), up to max_batch_size texts."""
+        items = [await self.queue.get()]
+        count = len(items[0][0])
+        deadline = loop.time() + self.config.max_wait_ms / 1000.0
+        while count < self.config.max_batch_size:
+            try:
+                item = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self.queue.get(), remaining)
+                except asyncio.TimeoutError:
+                    break
+            items.append(item)
+            count += len(item[0])
+        return items
+
 
 class ModelState:
     """The model, loaded in the background after the socket opens; /ping reports on it."""
 
     def __init__(self, config: ServerConfig):
         self.config = config
-        self.predictor = None
+        self.predictor: Predictor | None = None
         self.error: str | None = None
         self.ready = threading.Event()
 
@@ -157,69 +160,86 @@ def error_response(status: int, message: str, request_id: str | None = None) -> 
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def create_app(config: ServerConfig) -> Starlette:
-    """The ASGI app; the model loads in a background thread at startup."""
-    metrics = ServerMetrics()
-    state = ModelState(config)
-    capture = None
-    if config.capture_dir:
-        capture = CaptureWriter(CaptureConfig(Path(config.capture_dir), config.endpoint_name,
-                                              config.capture_sample_percent))
-        metrics.attach_capture(capture)
-    holder: dict = {}
+class _Rejected(Exception):
+    """A request refused before prediction (model not ready, payload too large), with its HTTP status."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class _Service:
+    """What the routes share: the settings, metrics, the model, data capture and the batcher (made on first use)."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.metrics = ServerMetrics()
+        self.state = ModelState(config)
+        self.capture: CaptureWriter | None = None
+        if config.capture_dir:
+            self.capture = CaptureWriter(CaptureConfig(Path(config.capture_dir), config.endpoint_name,
+                                                       config.capture_sample_percent))
+            self.metrics.attach_capture(self.capture)
+        self.batcher: Batcher | None = None
 
     @asynccontextmanager
-    async def lifespan(app):
-        threading.Thread(target=state.load, name="model-loader", daemon=True).start()
+    async def lifespan(self, app):
+        threading.Thread(target=self.state.load, name="model-loader", daemon=True).start()
         yield
-        if capture:
-            capture.close()
+        if self.capture:
+            self.capture.close()
 
-    async def ping(request: Request) -> Response:
-        if state.ready.is_set():
+    async def ping(self, request: Request) -> Response:
+        state = self.state
+        if state.ready.is_set() and state.predictor is not None:
             return JSONResponse({"status": "ready", "labels": len(state.predictor.label_names),
                                  "backend": type(state.predictor).__name__})
         if state.error:
             return JSONResponse({"status": "failed", "error": state.error}, status_code=503)
         return JSONResponse({"status": "loading"}, status_code=503)
 
-    async def invocations(request: Request) -> Response:
+    async def _body(self, request: Request) -> bytes:
+        """The request body, once the model is ready and when it is within the payload limit."""
+        if not self.state.ready.is_set():
+            raise _Rejected(503, "the model is not loaded yet" if not self.state.error
+                            else f"the model failed to load: {self.state.error}")
+        limit = self.config.max_payload_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise _Rejected(413, f"payload of {declared} bytes is over the {limit} byte limit: send fewer or "
+                                 "shorter texts per request")
+        body = await request.body()
+        if len(body) > limit:
+            raise _Rejected(413, f"payload of {len(body)} bytes is over the {limit} byte limit: send fewer or "
+                                 "shorter texts per request")
+        return body
+
+    async def _predict(self, request: Request, body: bytes, inference_id: str) -> Response:
+        """Decode (the handlers' codecs), predict through the batcher, encode, capture."""
+        content_type = request.headers.get("content-type", handlers.JSON)
+        accept = request.headers.get("accept")
+        out_type = handlers.response_type(accept)
+        requests = handlers.input_fn(body, content_type)
+        texts = [t for r in requests for t in r["texts"]]
+        self.metrics.texts_per_request.observe(len(texts))
+        if self.batcher is None:
+            self.batcher = Batcher(self.state.predictor, self.config, self.metrics)
+            self.batcher.start()
+        probabilities = await self.batcher.predict(texts)
+        predictions = handlers.split_results(requests, probabilities, self.state.predictor)
+        payload = handlers.output_fn(predictions, accept)
+        if self.capture and self.capture.sampled():
+            self.capture.submit(capture_record(inference_id, body.decode("utf-8", "replace"),
+                                               _base(content_type), payload, out_type))
+        return Response(payload, media_type=out_type, headers={INFERENCE_ID_HEADER: inference_id})
+
+    async def invocations(self, request: Request) -> Response:
         started = time.perf_counter()
-        route = "/invocations"
         inference_id = request.headers.get(INFERENCE_ID_HEADER) or str(uuid.uuid4())
         status = 200
         try:
-            if not state.ready.is_set():
-                status = 503
-                return error_response(503, "the model is not loaded yet" if not state.error
-                                      else f"the model failed to load: {state.error}", inference_id)
-            declared = request.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > config.max_payload_bytes:
-                status = 413
-                return error_response(413, f"payload of {declared} bytes is over the {config.max_payload_bytes} "
-                                      "byte limit: send fewer or shorter texts per request", inference_id)
-            body = await request.body()
-            if len(body) > config.max_payload_bytes:
-                status = 413
-                return error_response(413, f"payload of {len(body)} bytes is over the {config.max_payload_bytes} "
-                                      "byte limit: send fewer or shorter texts per request", inference_id)
-            content_type = request.headers.get("content-type", handlers.JSON)
-            accept = request.headers.get("accept")
-            out_type = handlers.response_type(accept)
-            requests = handlers.input_fn(body, content_type)
-            texts = [t for r in requests for t in r["texts"]]
-            metrics.texts_per_request.observe(len(texts))
-            if "batcher" not in holder:
-                holder["batcher"] = Batcher(state.predictor, config, metrics)
-                holder["batcher"].start()
-            probabilities = await holder["batcher"].predict(texts)
-            predictions = handlers.split_results(requests, probabilities, state.predictor)
-            payload = handlers.output_fn(predictions, accept)
-            if capture and capture.sampled():
-                capture.submit(capture_record(inference_id, body.decode("utf-8", "replace"),
-                                              _base(content_type), payload, out_type))
-            return Response(payload, media_type=out_type, headers={INFERENCE_ID_HEADER: inference_id})
-        except handlers.RequestError as exc:
+            return await self._predict(request, await self._body(request), inference_id)
+        except (_Rejected, handlers.RequestError) as exc:
             status = exc.status
             return error_response(exc.status, str(exc), inference_id)
         except Exception:
@@ -228,20 +248,24 @@ def create_app(config: ServerConfig) -> Starlette:
             return error_response(500, f"internal error while predicting; see the server log (request "
                                   f"{inference_id})", inference_id)
         finally:
-            metrics.observe_request(route, status, time.perf_counter() - started)
+            self.metrics.observe_request("/invocations", status, time.perf_counter() - started)
 
-    async def metrics_route(request: Request) -> Response:
-        body, content_type = metrics.render()
+    async def metrics_route(self, request: Request) -> Response:
+        body, content_type = self.metrics.render()
         return Response(body, media_type=content_type)
 
+
+def create_app(config: ServerConfig) -> Starlette:
+    """The ASGI app; the model loads in a background thread at startup."""
+    service = _Service(config)
     routes = [
-        Route("/ping", ping, methods=["GET"]),
-        Route("/invocations", invocations, methods=["POST"]),
-        Route("/endpoints/{name}/invocations", invocations, methods=["POST"]),
-        Route("/metrics", metrics_route, methods=["GET"]),
+        Route("/ping", service.ping, methods=["GET"]),
+        Route("/invocations", service.invocations, methods=["POST"]),
+        Route("/endpoints/{name}/invocations", service.invocations, methods=["POST"]),
+        Route("/metrics", service.metrics_route, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.model = state
+    app = Starlette(routes=routes, lifespan=service.lifespan)
+    app.state.model = service.state
     return app
 
 

@@ -16,7 +16,8 @@ endpoint and converges them, idempotently:
   delayed SQS message re-invokes this function: `DeployController`; the local twin re-runs it after
   its switch). A Failed endpoint is deleted, then re-created on a later pass.
 
-The backend protocol `decide` needs (SageMakerBackend here; the local twin's backend implements the same):
+The backend protocol `decide` needs (SageMakerBackend here; `mlops.local_deploy.LocalBackend`, the local
+twin's, implements the same and lives with the CLI: the Lambda package carries only this directory):
 
     endpoint_name: str
     newest_approved(group) -> {"group", "version", "arn", "status"} | None
@@ -45,7 +46,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
@@ -246,7 +247,7 @@ class SageMakerBackend:
 
     def endpoint_status(self) -> str | None:
         endpoint = self.describe_endpoint()
-        return endpoint and endpoint["EndpointStatus"]
+        return endpoint["EndpointStatus"] if endpoint else None
 
     # -- the protocol
     def serving_version(self) -> int | None:
@@ -297,15 +298,15 @@ class SageMakerBackend:
         cfg, name = self.config, self._name(package["version"])
         if self._call_or_none(self.sm.describe_model, ModelName=name) is None:
             containers = self._containers(package)
-            model = {"ModelName": name, "ExecutionRoleArn": cfg.role_arn,
-                     "Tags": [{"Key": "ModelPackageVersion", "Value": str(package["version"])}]}
+            model: dict[str, Any] = {"ModelName": name, "ExecutionRoleArn": cfg.role_arn,
+                                     "Tags": [{"Key": "ModelPackageVersion", "Value": str(package["version"])}]}
             if len(containers) == 1:
                 model["PrimaryContainer"] = containers[0]
             else:
                 model["Containers"] = containers
             self._create(self.sm.create_model, **model)
         if self._call_or_none(self.sm.describe_endpoint_config, EndpointConfigName=name) is None:
-            config = {"EndpointConfigName": name, "ProductionVariants": [{
+            config: dict[str, Any] = {"EndpointConfigName": name, "ProductionVariants": [{
                 "VariantName": VARIANT, "ModelName": name, "InitialInstanceCount": cfg.instance_count,
                 "InstanceType": cfg.instance_type}]}
             if cfg.capture_uri:
@@ -441,8 +442,8 @@ class DeployController:
         if isinstance(event.get("Records"), list):  # the retry queue's event source mapping
             from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-            return process_partial_response(event=event, record_handler=self._record,
-                                            processor=BatchProcessor(event_type=EventType.SQS), context=context)
+            return dict(process_partial_response(event=event, record_handler=self._record,
+                                                 processor=BatchProcessor(event_type=EventType.SQS), context=context))
         return self.apply(event)
 
     def _record(self, record) -> dict:
@@ -500,41 +501,6 @@ def _epoch(iso: str | None, default: float) -> float:
     if not iso:
         return default
     return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
-
-
-# ----------------------------------------------------------------------------- local twin
-class LocalBackend:
-    """The same decisions against the local registry and a local endpoint (model server processes)."""
-
-    def __init__(self, settings, endpoint_name: str | None = None):
-        from mlops.local_endpoint import LocalEndpoint
-        from pipelines.registry import LocalModelRegistry
-        from pipelines.spec import ENDPOINT_NAME
-
-        self.settings = settings
-        self.endpoint_name = endpoint_name or ENDPOINT_NAME
-        self.registry = LocalModelRegistry(settings.registry_dir)
-        self.endpoint = LocalEndpoint(settings.home, self.endpoint_name, python=settings.python)
-
-    def serving_version(self) -> int | None:
-        return self.endpoint.current_version()
-
-    def current_status(self, package: dict) -> str:
-        return self.registry.describe(package["group"], package["version"])["ModelApprovalStatus"]
-
-    def newest_approved(self, group: str, exclude: int | None = None) -> dict | None:
-        approved = [p for p in self.registry.list_packages(group)
-                    if p["ModelApprovalStatus"] == "Approved" and int(p["ModelPackageVersion"]) != exclude]
-        if not approved:
-            return None
-        best = max(approved, key=lambda p: int(p["ModelPackageVersion"]))
-        return {"group": group, "version": int(best["ModelPackageVersion"]), "arn": best.get("ModelPackageArn", ""),
-                "status": "Approved"}
-
-    def deploy(self, package: dict) -> str:
-        model_tar = self.registry.model_path(package["group"], package["version"])
-        self.endpoint.deploy(package["version"], model_tar)
-        return "deployed"
 
 
 _controller: DeployController | None = None

@@ -18,6 +18,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
@@ -95,7 +96,7 @@ class PredictError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-_client = None
+_client: tuple[tuple, Any] | None = None  # (what it was built from, the client)
 # ValidationException messages of InvokeEndpoint when the endpoint is missing or not InService
 UNAVAILABLE_MESSAGES = ("not found", "not in service", "inservice", "is not ready", "is being updated")
 
@@ -130,20 +131,7 @@ def cors_headers(origin: str | None, settings: PredictSettings) -> dict:
 
 def parse_texts(event: LambdaFunctionUrlEvent, settings: PredictSettings) -> list[str]:
     """Validate the body: {"text": str} or {"texts": [str, ...]}, within the limits."""
-    raw = event.body or ""
-    if event.is_base64_encoded:
-        try:
-            raw = base64.b64decode(raw).decode("utf-8")
-        except (ValueError, UnicodeDecodeError):
-            raise PredictError(400, "bad_request", "the base64 body could not be decoded as UTF-8") from None
-    if len(raw.encode("utf-8")) > settings.max_body_bytes:
-        raise PredictError(413, "payload_too_large", f"the body is over {settings.max_body_bytes} bytes")
-    if not raw.strip():
-        raise PredictError(400, "bad_request", 'the body is empty: send {"text": "..."} or {"texts": [...]}')
-    try:
-        doc = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise PredictError(400, "bad_request", f"the body is not valid JSON ({exc.msg} at column {exc.colno})") from None
+    doc = _json_body(event, settings)
     if not isinstance(doc, dict) or ("text" in doc) == ("texts" in doc):
         raise PredictError(400, "bad_request", 'send exactly one of {"text": "..."} or {"texts": ["...", ...]}')
     texts = [doc["text"]] if "text" in doc else doc["texts"]
@@ -160,6 +148,24 @@ def parse_texts(event: LambdaFunctionUrlEvent, settings: PredictSettings) -> lis
     return texts
 
 
+def _json_body(event: LambdaFunctionUrlEvent, settings: PredictSettings):
+    """The body (base64 decoded when flagged), within the size limit, parsed as JSON."""
+    raw = event.body or ""
+    if event.is_base64_encoded:
+        try:
+            raw = base64.b64decode(raw).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            raise PredictError(400, "bad_request", "the base64 body could not be decoded as UTF-8") from None
+    if len(raw.encode("utf-8")) > settings.max_body_bytes:
+        raise PredictError(413, "payload_too_large", f"the body is over {settings.max_body_bytes} bytes")
+    if not raw.strip():
+        raise PredictError(400, "bad_request", 'the body is empty: send {"text": "..."} or {"texts": [...]}')
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise PredictError(400, "bad_request", f"the body is not valid JSON ({exc.msg} at column {exc.colno})") from None
+
+
 def model_message(original: str | None, limit: int = 300) -> str:
     """The reason a model container gave for rejecting a request (its JSON error's message, else its text)."""
     text = original or ""
@@ -168,7 +174,7 @@ def model_message(original: str | None, limit: int = 300) -> str:
     except (TypeError, ValueError):
         doc = None
     if isinstance(doc, dict):  # the HF toolkit: {"code", "type", "message"}; our server: {"error": {"message"}}
-        inner = doc.get("error") if isinstance(doc.get("error"), dict) else doc
+        inner = doc["error"] if isinstance(doc.get("error"), dict) else doc
         text = str(inner.get("message") or text)
     text = " ".join(text.split())[:limit]
     return f"the model rejected the input: {text}" if text else "the model rejected the input"
@@ -182,32 +188,41 @@ def invoke(texts: list[str], settings: PredictSettings) -> list[dict]:
             Body=json.dumps({"inputs": texts}))
         return json.loads(response["Body"].read())
     except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code, message = error.get("Code", ""), error.get("Message", "")
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        logger.warning("endpoint error", extra={"aws_code": code, "aws_status": status, "aws_message": message[:300]})
-        if code in ("ThrottlingException", "TooManyRequestsException") or status == 429:
-            raise PredictError(429, "throttled", "the model is busy: retry in a moment") from None
-        if code == "ModelError" or status == 424:
-            original = exc.response.get("OriginalStatusCode")
-            if isinstance(original, int) and 400 <= original < 500:  # the model rejected the input: say why
-                raise PredictError(400, "bad_request", model_message(exc.response.get("OriginalMessage"))) from None
-            raise PredictError(502, "model_error", "the model could not process this text") from None
-        lowered = message.lower()
-        if code == "ValidationException" and any(s in lowered for s in UNAVAILABLE_MESSAGES):
-            raise PredictError(503, "endpoint_unavailable",
-                               f"the model endpoint {settings.endpoint_name!r} is not available") from None
-        if code == "ValidationException" and ("too large" in lowered or "payload size" in lowered):
-            raise PredictError(413, "payload_too_large", "the request is too large for the model endpoint") from None
-        if code in ("ModelNotReadyException", "ServiceUnavailable") or status == 503:
-            raise PredictError(503, "endpoint_unavailable", "the model endpoint is not in service yet") from None
-        if status == 413:
-            raise PredictError(413, "payload_too_large", "the request is too large for the model endpoint") from None
-        raise PredictError(502, "model_error", "the model endpoint answered with an error") from None
+        raise endpoint_error(exc, settings) from None
     except (ReadTimeoutError, ConnectTimeoutError):
         raise PredictError(504, "timeout", "the model endpoint did not answer in time") from None
     except EndpointConnectionError:
         raise PredictError(503, "endpoint_unavailable", "the model endpoint cannot be reached") from None
+
+
+def endpoint_error(exc: ClientError, settings: PredictSettings) -> PredictError:
+    """The API's error for an InvokeEndpoint failure (logged with AWS's code, status and message)."""
+    error = exc.response.get("Error", {})
+    code, message = error.get("Code", ""), error.get("Message", "")
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    logger.warning("endpoint error", extra={"aws_code": code, "aws_status": status, "aws_message": message[:300]})
+    if code in ("ThrottlingException", "TooManyRequestsException") or status == 429:
+        return PredictError(429, "throttled", "the model is busy: retry in a moment")
+    if code == "ModelError" or status == 424:
+        return _model_error(exc.response)
+    lowered = message.lower()
+    if code == "ValidationException" and any(s in lowered for s in UNAVAILABLE_MESSAGES):
+        return PredictError(503, "endpoint_unavailable", f"the model endpoint {settings.endpoint_name!r} is not available")
+    if code == "ValidationException" and ("too large" in lowered or "payload size" in lowered):
+        return PredictError(413, "payload_too_large", "the request is too large for the model endpoint")
+    if code in ("ModelNotReadyException", "ServiceUnavailable") or status == 503:
+        return PredictError(503, "endpoint_unavailable", "the model endpoint is not in service yet")
+    if status == 413:
+        return PredictError(413, "payload_too_large", "the request is too large for the model endpoint")
+    return PredictError(502, "model_error", "the model endpoint answered with an error")
+
+
+def _model_error(response: dict) -> PredictError:
+    """ModelError (424): the container's own 4xx means it rejected the input (say why), anything else is a 502."""
+    original = response.get("OriginalStatusCode")
+    if isinstance(original, int) and 400 <= original < 500:
+        return PredictError(400, "bad_request", model_message(response.get("OriginalMessage")))
+    return PredictError(502, "model_error", "the model could not process this text")
 
 
 def response(status: int, body: dict, headers: dict) -> dict:
@@ -245,7 +260,7 @@ def handler(event: dict, context) -> dict:
         if method != "POST":
             raise PredictError(405, "method_not_allowed", "use POST with a JSON body")
         texts = parse_texts(url_event, settings)
-        log_extra = {"texts": len(texts), "chars": sum(map(len, texts))}
+        log_extra: dict[str, Any] = {"texts": len(texts), "chars": sum(map(len, texts))}
         if settings.log_user_text:
             log_extra["user_text"] = texts
         logger.info("predict", extra=log_extra)

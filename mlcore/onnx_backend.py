@@ -1,12 +1,14 @@
 """ONNX Runtime backend: export at packaging time, optimise, quantise only where quality holds.
 
-Measured on 2 cores (see ../shared/notes): ORT fp32 ~3 ms per text, int8 per-channel ~1.3 ms
-versus ~9 ms for PyTorch eager. int8 is chosen only when its validation macro-F1 stays within
-`MAX_F1_DROP` of fp32; the choice is written to serving.json.
+Served over HTTP on 2 cores, one text per request (benchmarks/bench_server.py, the README's table):
+batch-1 p50 4.8 ms for ORT fp32 and 2.8 ms for int8 per-channel versus 9.0 ms for PyTorch. int8 is
+chosen only when its validation macro-F1 stays within `MAX_F1_DROP` of fp32; the choice is
+written to serving.json.
 """
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -16,6 +18,8 @@ import numpy as np
 
 from mlcore.modeling import available_cores
 from mlcore.predictor import SERVING_FILE, ModelInfo, length_sorted_batches
+
+logger = logging.getLogger(__name__)
 
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -135,7 +139,7 @@ def _validation_arrays(validation, label_names: list[str]) -> tuple[list[str], n
     return list(validation.texts), validation.with_label_names(label_names).matrix()
 
 
-def export_onnx(model_dir: str | Path, quantize: bool = True, validation=None, log=print) -> dict:
+def export_onnx(model_dir: str | Path, quantize: bool = True, validation=None) -> dict:
     """Write model.onnx (+ model.int8.onnx) and serving.json; int8 only if its F1 drop <= MAX_F1_DROP."""
     from mlcore.metrics import quick_scores
 
@@ -150,7 +154,7 @@ def export_onnx(model_dir: str | Path, quantize: bool = True, validation=None, l
     try:
         _optimise(fp32, model_dir)
     except Exception as exc:  # an unoptimised graph still serves correctly, only slower
-        log(f"warning: ORT transformer optimisation skipped ({exc.__class__.__name__}: {exc})")
+        logger.warning("ORT transformer optimisation skipped (%s: %s)", exc.__class__.__name__, exc)
     report: dict = {"backend": "onnx", "max_f1_drop": MAX_F1_DROP}
     if quantize:
         _quantise(fp32, model_dir / INT8_FILE)
@@ -164,7 +168,7 @@ def export_onnx(model_dir: str | Path, quantize: bool = True, validation=None, l
             if drop <= MAX_F1_DROP:
                 report["backend"] = "onnx-int8"
             else:
-                log(f"int8 loses {drop:.4f} macro-F1 on validation (> {MAX_F1_DROP}): serving fp32 ONNX")
+                logger.info("int8 loses %.4f macro-F1 on validation (> %s): serving fp32 ONNX", drop, MAX_F1_DROP)
         else:
             report["note"] = "no validation data to check int8 quality: serving fp32 ONNX"
     report["export_seconds"] = round(time.time() - started, 1)

@@ -30,13 +30,13 @@ def iterative_stratification(y: np.ndarray, fractions: Sequence[float], seed: in
     With `min_per_subset`, each label with at least as many examples as non-empty subsets gets at
     least one example in each of them wherever the other labels allow it.
     """
-    y, fractions = _check(y, fractions)
+    y, shares = _check(y, fractions)
     n, _ = y.shape
     rng = np.random.default_rng(seed)
     counts = y.sum(axis=0).astype(float)
-    desired_rows = fractions * n
-    desired = np.outer(fractions, counts)
-    active = fractions > 0
+    desired_rows = shares * n
+    desired = np.outer(shares, counts)
+    active = shares > 0
     if min_per_subset:  # a rare label asks for >= 1 example in every non-empty subset, taken from the largest
         for label in np.flatnonzero(counts >= active.sum()):
             short = active & (desired[:, label] < 1)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,18 +19,14 @@ from pathlib import Path
 import requests
 
 from mlcore.predictor import extract_model
+from mlops.ports import free_port
+from pipelines.spec import ENDPOINT_NAME
 
 SWITCH_GRACE_S = 1.0
 
 
 class DeployError(RuntimeError):
     """A version could not be deployed; the serving version (if any) is untouched."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _alive(pid: int | None) -> bool:
@@ -83,7 +78,7 @@ class LocalEndpoint:
         model_dir = version_dir / "model"
         if not (model_dir / "config.json").exists():
             extract_model(model_tar, model_dir)
-        port = _free_port()
+        port = free_port()
         log_path = version_dir / "server.log"
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
@@ -182,7 +177,7 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--home", default=os.environ.get("MLOPS_HOME", ".mlops"))
-    parser.add_argument("--name", default="bert-multilabel")
+    parser.add_argument("--name", default=ENDPOINT_NAME)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)

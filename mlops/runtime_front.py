@@ -57,45 +57,45 @@ def model_error(endpoint: str, status: int, body: bytes) -> web.Response:
                      LogStreamArn=log_stream)
 
 
-def create_front_app(endpoint_name: str, resolve: Callable[[], Target | None], on_unreachable=None,
-                     container_timeout_s: float = CONTAINER_TIMEOUT_S):
-    """aiohttp app: InvokeEndpoint for `endpoint_name`, plus the container routes, to `resolve()`'s target.
+class _Front:
+    """The routes of the front: where traffic goes (`resolve`), and how each answer is shaped."""
 
-    `on_unreachable()` is called when the target refused the connection (e.g. to re-read where traffic
-    goes after a blue/green switch); the request is then tried once more.
-    """
-    async def call(request: web.Request, path: str, body: bytes):
+    def __init__(self, endpoint_name: str, resolve: Callable[[], Target | None], on_unreachable=None,
+                 container_timeout_s: float = CONTAINER_TIMEOUT_S):
+        self.endpoint_name, self.resolve, self.on_unreachable = endpoint_name, resolve, on_unreachable
+        self.container_timeout_s = container_timeout_s
+
+    async def call(self, request: web.Request, path: str, body: bytes):
+        """(target, (status, body, headers)) from the container; (target, None) when it cannot be reached twice,
+        (None, None) when nothing is deployed."""
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED_HEADERS}
         session = request.app[SESSION]
         for attempt in range(2):
-            target = resolve()
+            target = self.resolve()
             if target is None:
                 return None, None
             try:
                 async with session.request(request.method, target.url + path, data=body, headers=headers,
-                                           timeout=aiohttp.ClientTimeout(total=container_timeout_s)) as answer:
+                                           timeout=aiohttp.ClientTimeout(total=self.container_timeout_s)) as answer:
                     return target, (answer.status, await answer.read(), answer.headers)
             except aiohttp.ClientConnectionError:
-                if on_unreachable:
-                    on_unreachable()
+                if self.on_unreachable:
+                    self.on_unreachable()
                 if attempt:
                     return target, None
         return None, None
 
-    def version_header(target: Target | None) -> dict:
-        return {"X-Mlops-Model-Version": str(target.version)} if target and target.version is not None else {}
-
-    async def invoke_endpoint(request: web.Request) -> web.Response:
+    async def invoke_endpoint(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         not_found = f"Endpoint {name} of account {ACCOUNT} not found."
-        if name != endpoint_name:
+        if name != self.endpoint_name:
             return aws_error(400, "ValidationError", not_found)
         body = await request.read()
         if len(body) > MAX_PAYLOAD_BYTES:
             return aws_error(413, "ValidationError", f"Request payload size of {len(body)} bytes exceeds the "
                                                      f"{MAX_PAYLOAD_BYTES} byte limit of a real-time endpoint.")
         try:
-            target, answer = await call(request, "/invocations", body)
+            target, answer = await self.call(request, "/invocations", body)
         except asyncio.TimeoutError:
             return model_error(name, 0, (f"Your invocation timed out while waiting for a response from container "
                                          f"{CONTAINER}.").encode())
@@ -106,40 +106,58 @@ def create_front_app(endpoint_name: str, resolve: Callable[[], Target | None], o
         status, payload, headers = answer
         if not 200 <= status < 300:
             response = model_error(name, status, payload)
-            response.headers.update(version_header(target))
+            response.headers.update(_version_header(target))
             return response
-        keep = {k: v for k, v in headers.items() if k.lower() in RETURNED_HEADERS}
         return web.Response(body=payload, status=200, headers={
-            **keep, "x-Amzn-Invoked-Production-Variant": VARIANT, **version_header(target)})
+            **_returned(headers), "x-Amzn-Invoked-Production-Variant": VARIANT, **_version_header(target)})
 
-    async def container_route(request: web.Request) -> web.Response:
+    async def container_route(self, request: web.Request) -> web.Response:
         try:
-            target, answer = await call(request, request.path, await request.read())
+            target, answer = await self.call(request, request.path, await request.read())
         except asyncio.TimeoutError:
             return web.json_response({"error": {"code": "timeout", "message": "the model server did not answer in "
-                                                f"{container_timeout_s:.0f} s"}}, status=504)
+                                                f"{self.container_timeout_s:.0f} s"}}, status=504)
         if target is None:
             return web.json_response({"error": {"code": "model_not_ready", "message":
-                                      f"no model version is deployed to endpoint {endpoint_name!r}: "
+                                      f"no model version is deployed to endpoint {self.endpoint_name!r}: "
                                       "approve one (mlops registry approve N)"}}, status=503)
         if answer is None:
             return web.json_response({"error": {"code": "endpoint_unavailable",
                                                 "message": "the model server is not reachable"}}, status=503)
         status, payload, headers = answer
-        keep = {k: v for k, v in headers.items() if k.lower() in RETURNED_HEADERS}
-        return web.Response(body=payload, status=status, headers={**keep, **version_header(target)})
+        return web.Response(body=payload, status=status, headers={**_returned(headers), **_version_header(target)})
 
-    async def on_startup(app):
-        app[SESSION] = aiohttp.ClientSession()
 
-    async def on_cleanup(app):
-        await app[SESSION].close()
+def _version_header(target: Target | None) -> dict:
+    return {"X-Mlops-Model-Version": str(target.version)} if target and target.version is not None else {}
 
+
+def _returned(headers) -> dict:
+    """The container's response headers that SageMaker Runtime passes on."""
+    return {k: v for k, v in headers.items() if k.lower() in RETURNED_HEADERS}
+
+
+async def _open_session(app: web.Application) -> None:
+    app[SESSION] = aiohttp.ClientSession()
+
+
+async def _close_session(app: web.Application) -> None:
+    await app[SESSION].close()
+
+
+def create_front_app(endpoint_name: str, resolve: Callable[[], Target | None], on_unreachable=None,
+                     container_timeout_s: float = CONTAINER_TIMEOUT_S):
+    """aiohttp app: InvokeEndpoint for `endpoint_name`, plus the container routes, to `resolve()`'s target.
+
+    `on_unreachable()` is called when the target refused the connection (e.g. to re-read where traffic
+    goes after a blue/green switch); the request is then tried once more.
+    """
+    front = _Front(endpoint_name, resolve, on_unreachable, container_timeout_s)
     app = web.Application(client_max_size=MAX_PAYLOAD_BYTES + 1024 * 1024)
-    app.router.add_post("/endpoints/{name}/invocations", invoke_endpoint)
-    app.router.add_get("/ping", container_route)
-    app.router.add_get("/metrics", container_route)
-    app.router.add_post("/invocations", container_route)
-    app.on_startup.append(on_startup)
-    app.on_cleanup.append(on_cleanup)
+    app.router.add_post("/endpoints/{name}/invocations", front.invoke_endpoint)
+    app.router.add_get("/ping", front.container_route)
+    app.router.add_get("/metrics", front.container_route)
+    app.router.add_post("/invocations", front.container_route)
+    app.on_startup.append(_open_session)
+    app.on_cleanup.append(_close_session)
     return app

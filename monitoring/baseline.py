@@ -2,22 +2,23 @@
 and, optionally, reference score distributions (score_baseline.npz).
 
 A baseline directory holds those files (the processing job's input/baseline channel); locally
-`resolve_local_baseline` assembles one from the model registry and the run that built the model.
+`mlops.local_baseline.resolve_local_baseline` assembles one from the model registry and the run
+that built the model.
 """
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-EVALUATION_FILE = "evaluation.json"
+from mlcore.config import EVALUATION_FILE
+from mlcore.predictor import THRESHOLDS_FILE
+
 STATISTICS_FILE = "statistics.json"
 SCORE_BASELINE_FILE = "score_baseline.npz"
-THRESHOLDS_FILE = "thresholds.json"
 MAX_REFERENCE_ROWS = 5000
 
 
@@ -105,20 +106,15 @@ def _thresholds_from_evaluation(evaluation: dict, label_names: list[str]) -> np.
     return None
 
 
-def load_baseline(directory: str | Path) -> Baseline:
-    """Read a baseline directory: evaluation.json is required, the rest optional."""
-    directory = Path(directory)
-    eval_path = directory / EVALUATION_FILE
-    if not eval_path.is_file():
-        raise BaselineError(
-            f"{eval_path} not found: the baseline needs the deployed model's evaluation.json "
-            "(register a model with `mlops run`, or pass --baseline-dir)"
-        )
+def _read_json(path: Path) -> dict:
     try:
-        evaluation = json.loads(eval_path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise BaselineError(f"{eval_path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    sources = {"evaluation": str(eval_path)}
+        raise BaselineError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+
+
+def _thresholds(directory: Path, evaluation: dict, eval_path: Path, sources: dict) -> tuple[list[str], np.ndarray]:
+    """The label order and decision thresholds: thresholds.json beside evaluation.json, else its per_label ones."""
     thresholds_doc = None
     if (directory / THRESHOLDS_FILE).is_file():
         thresholds_doc = json.loads((directory / THRESHOLDS_FILE).read_text(encoding="utf-8"))
@@ -129,23 +125,43 @@ def load_baseline(directory: str | Path) -> Baseline:
     if thresholds_doc:
         if list(thresholds_doc.get("labels", [])) != label_names:
             raise BaselineError(f"{directory / THRESHOLDS_FILE}: labels differ from {eval_path}'s labels")
-        thresholds = np.asarray(thresholds_doc["thresholds"], dtype=np.float32)
-    else:
-        thresholds = _thresholds_from_evaluation(evaluation, label_names)
-        if thresholds is None:
-            raise BaselineError(f"{eval_path}: per_label thresholds missing and no {THRESHOLDS_FILE} beside it")
+        return label_names, np.asarray(thresholds_doc["thresholds"], dtype=np.float32)
+    thresholds = _thresholds_from_evaluation(evaluation, label_names)
+    if thresholds is None:
+        raise BaselineError(f"{eval_path}: per_label thresholds missing and no {THRESHOLDS_FILE} beside it")
+    return label_names, thresholds
+
+
+def _reference_scores(directory: Path, label_names: list[str], eval_path: Path, sources: dict) -> np.ndarray | None:
+    """score_baseline.npz's reference scores, when present (its labels must be the baseline's)."""
+    if not (directory / SCORE_BASELINE_FILE).is_file():
+        return None
+    with np.load(directory / SCORE_BASELINE_FILE, allow_pickle=False) as npz:
+        ref_labels = [str(x) for x in npz["labels"]]
+        if ref_labels != label_names:
+            raise BaselineError(f"{directory / SCORE_BASELINE_FILE}: labels differ from {eval_path}'s labels; rebuild it")
+        reference = np.asarray(npz["scores"], dtype=np.float32)
+    sources["score_baseline"] = str(directory / SCORE_BASELINE_FILE)
+    return reference
+
+
+def load_baseline(directory: str | Path) -> Baseline:
+    """Read a baseline directory: evaluation.json is required, the rest optional."""
+    directory = Path(directory)
+    eval_path = directory / EVALUATION_FILE
+    if not eval_path.is_file():
+        raise BaselineError(
+            f"{eval_path} not found: the baseline needs the deployed model's evaluation.json "
+            "(register a model with `mlops run`, or pass --baseline-dir)"
+        )
+    evaluation = _read_json(eval_path)
+    sources = {"evaluation": str(eval_path)}
+    label_names, thresholds = _thresholds(directory, evaluation, eval_path, sources)
     statistics = None
     if (directory / STATISTICS_FILE).is_file():
         statistics = json.loads((directory / STATISTICS_FILE).read_text(encoding="utf-8"))
         sources["statistics"] = str(directory / STATISTICS_FILE)
-    reference = None
-    if (directory / SCORE_BASELINE_FILE).is_file():
-        with np.load(directory / SCORE_BASELINE_FILE, allow_pickle=False) as npz:
-            ref_labels = [str(x) for x in npz["labels"]]
-            if ref_labels != label_names:
-                raise BaselineError(f"{directory / SCORE_BASELINE_FILE}: labels differ from {eval_path}'s labels; rebuild it")
-            reference = np.asarray(npz["scores"], dtype=np.float32)
-        sources["score_baseline"] = str(directory / SCORE_BASELINE_FILE)
+    reference = _reference_scores(directory, label_names, eval_path, sources)
     return Baseline(label_names, thresholds, evaluation, statistics, reference, sources)
 
 
@@ -163,35 +179,3 @@ def write_score_baseline(directory: str | Path, scores: np.ndarray, label_names:
     path = directory / SCORE_BASELINE_FILE
     np.savez_compressed(path, labels=np.asarray(list(label_names)), scores=scores, source=np.asarray(source))
     return path
-
-
-def resolve_local_baseline(settings, root: str | Path, version: int | None = None, status: str | None = "Approved") -> Path:
-    """Copy the registered model's evaluation.json (+ its run's statistics.json) into `root/v<N>`; returns it.
-
-    One directory per model version, so a score baseline built for a version stays with it.
-    """
-    from pipelines.registry import LocalModelRegistry, RegistryError
-    from pipelines.spec import PREPROCESS
-
-    registry = LocalModelRegistry(settings.registry_dir)
-    group = settings.model_package_group
-    try:
-        package = registry.describe(group, version) if version else registry.latest(group, status)
-    except RegistryError as exc:
-        raise BaselineError(str(exc)) from None
-    if package is None:
-        raise BaselineError(
-            f"no {status or 'registered'} version in model package group {group!r} under {settings.registry_dir}: "
-            "approve one (`mlops registry approve`), pass --model-version, or pass --baseline-dir"
-        )
-    n = package["ModelPackageVersion"]
-    dest = Path(root) / f"v{n}"
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(registry.version_dir(group, n) / EVALUATION_FILE, dest / EVALUATION_FILE)
-    run_id = package.get("SourceRunId")
-    if run_id:
-        stats = Path(settings.runs_dir) / run_id / PREPROCESS / "output" / "statistics" / STATISTICS_FILE
-        if stats.is_file():
-            shutil.copyfile(stats, dest / STATISTICS_FILE)
-    (dest / "baseline_source.json").write_text(json.dumps({"group": group, "version": n, "run_id": run_id}, indent=2))
-    return dest

@@ -128,12 +128,20 @@ def _detect(path: Path, text: str) -> str:
     raise GroundTruthError(f"{path}: cannot tell the format (not JSONL, not CSV); pass --format")
 
 
-def parse_ground_truth(
-    path: str | Path, fmt: str = "auto", label_names: Sequence[str] | None = None,
-    received: datetime | None = None,
-) -> tuple[list[GroundTruth], GroundTruthStats]:
-    """Records of one user file; bad lines are counted with their line number, not raised."""
-    path = Path(path)
+def _record(parsed: Any, fmt: str, label_names: Sequence[str] | None) -> tuple[str, tuple[str, ...]]:
+    """(inference id, labels) of one parsed row; ValueError says what is wrong with it."""
+    if isinstance(parsed, Exception):
+        raise parsed
+    if fmt == "csv":
+        return _simple_record(parsed, label_names)
+    if not isinstance(parsed, dict):
+        raise ValueError("line is not a JSON object")
+    if "groundTruthData" in parsed or fmt == "sagemaker":
+        return _sagemaker_record(parsed, label_names)
+    return _simple_record(parsed, label_names)
+
+
+def _read_text(path: Path, fmt: str) -> str:
     if fmt not in FORMATS:
         raise GroundTruthError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if not path.is_file():
@@ -141,6 +149,16 @@ def parse_ground_truth(
     text = path.read_text(encoding="utf-8", errors="replace")
     if not text.strip():
         raise GroundTruthError(f"{path} is empty")
+    return text
+
+
+def parse_ground_truth(
+    path: str | Path, fmt: str = "auto", label_names: Sequence[str] | None = None,
+    received: datetime | None = None,
+) -> tuple[list[GroundTruth], GroundTruthStats]:
+    """Records of one user file; bad lines are counted with their line number, not raised."""
+    path = Path(path)
+    text = _read_text(path, fmt)
     fmt = _detect(path, text) if fmt == "auto" else fmt
     stats, records, seen = GroundTruthStats(), [], Counter()
     rows = _csv_rows(path, text) if fmt == "csv" else _json_rows(text, fmt)
@@ -148,23 +166,12 @@ def parse_ground_truth(
         stats.lines += 1
         where = f"{path}:{number}"
         try:
-            if isinstance(parsed, Exception):
-                raise parsed
-            if fmt == "csv":
-                inference_id, labels = _simple_record(parsed, label_names)
-            elif not isinstance(parsed, dict):
-                raise ValueError("line is not a JSON object")
-            elif "groundTruthData" in parsed or fmt == "sagemaker":
-                inference_id, labels = _sagemaker_record(parsed, label_names)
-            else:
-                inference_id, labels = _simple_record(parsed, label_names)
+            inference_id, labels = _record(parsed, fmt, label_names)
         except ValueError as exc:
             stats.bad("invalid_record", where, str(exc))
             continue
         if label_names is not None:
-            for name in labels:
-                if name not in label_names:
-                    stats.unknown_labels[name] += 1
+            stats.unknown_labels.update(name for name in labels if name not in label_names)
         seen[inference_id] += 1
         records.append(GroundTruth(inference_id, labels, received, where))
         stats.records += 1

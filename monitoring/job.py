@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,17 +26,6 @@ RESULT_FILE = "monitoring.json"
 VIOLATIONS_FILE = "constraint_violations.json"
 MERGED_FILE = "merged.jsonl"
 QUALITY_CHECKS = (("f1_macro", "max_f1_macro_drop"), ("roc_auc_macro", "max_roc_auc_macro_drop"))
-
-
-@dataclass
-class Scored:
-    """The texts of a window as arrays in the baseline's label order."""
-
-    texts: list[CapturedText]
-    probabilities: np.ndarray
-    predicted: np.ndarray
-    y_true: np.ndarray | None  # rows of labelled texts only, aligned with `labelled_index`
-    labelled_index: np.ndarray
 
 
 def align(texts: Sequence[CapturedText], label_names: Sequence[str]) -> tuple[list[CapturedText], np.ndarray, list[str]]:

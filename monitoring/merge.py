@@ -36,69 +36,91 @@ class MergeResult:
         return {"counts": dict(self.counts), "unknown_labels": dict(self.unknown_labels), "examples": self.examples}
 
 
+class _Merge:
+    """The counters and example ids of one merge, and the policy decisions that feed them."""
+
+    def __init__(self, config: MonitorConfig, label_names: Sequence[str]):
+        self.config, self.known = config, set(label_names)
+        self.max_delay = timedelta(hours=config.max_label_delay_hours)
+        self.counts: Counter = Counter()
+        self.unknown: Counter = Counter()
+        self.examples: dict[str, list[str]] = defaultdict(list)
+
+    def note(self, kind: str, text: str) -> None:
+        if len(self.examples[kind]) < MAX_IDS_LISTED:
+            self.examples[kind].append(text)
+
+    def unique(self, texts: Sequence[CapturedText]) -> tuple[dict[str, CapturedText], int]:
+        """The captured texts by inference id (the first of each), and how many repeats were dropped."""
+        unique: dict[str, CapturedText] = {}
+        repeats = 0
+        for text in texts:
+            if text.inference_id in unique:
+                repeats += 1
+                self.note("duplicate_capture", f"{text.inference_id} ({text.source})")
+                continue
+            unique[text.inference_id] = text
+        return unique, repeats
+
+    def choose(self, inference_id: str, records: list[GroundTruth]) -> GroundTruth | None:
+        """The record to use among one id's records: the last of identical ones; conflicting ones by policy."""
+        chosen = records[-1]
+        distinct = {r.labels for r in records}
+        if len(records) > 1 and len(distinct) == 1:
+            self.counts["duplicate_identical"] += len(records) - 1
+        elif len(distinct) > 1:
+            self.counts["duplicate_conflicting_ids"] += 1
+            self.note("duplicate_conflicting",
+                      f"{inference_id}: " + " vs ".join("|".join(d) or "(none)" for d in sorted(distinct)))
+            if self.config.conflicting_labels == "exclude":
+                self.counts["excluded_conflicting"] += 1
+                return None
+            chosen = _latest(records)
+        return chosen
+
+    def usable(self, inference_id: str, chosen: GroundTruth, captured: CapturedText) -> bool:
+        """False (counted) for labels the model does not know, and for late labels unless they are included."""
+        bad = [n for n in chosen.labels if n not in self.known]
+        if bad:
+            self.unknown.update(bad)
+            self.counts["excluded_unknown_label"] += 1
+            self.note("unknown_label", f"{inference_id}: {', '.join(bad)} ({chosen.source})")
+            return False
+        if chosen.received is not None and chosen.received - captured.time > self.max_delay:
+            self.counts["late"] += 1
+            self.note("late", f"{inference_id}: received {chosen.received.isoformat()} for inference at "
+                              f"{captured.time.isoformat()}")
+            if not self.config.include_late_labels:
+                self.counts["excluded_late"] += 1
+                return False
+        return True
+
+
 def merge(
     texts: Sequence[CapturedText], ground_truth: Sequence[GroundTruth], label_names: Sequence[str],
     config: MonitorConfig, outside_window_ids: set[str] | frozenset[str] = frozenset(),
 ) -> MergeResult:
     """Merge captured texts (one window) with all ground truth; see the module doc for the policies."""
-    examples: dict[str, list[str]] = defaultdict(list)
-
-    def note(kind: str, text: str) -> None:
-        if len(examples[kind]) < MAX_IDS_LISTED:
-            examples[kind].append(text)
-
-    unique: dict[str, CapturedText] = {}
-    duplicate_capture = 0
-    for text in texts:
-        if text.inference_id in unique:
-            duplicate_capture += 1
-            note("duplicate_capture", f"{text.inference_id} ({text.source})")
-            continue
-        unique[text.inference_id] = text
-
+    state = _Merge(config, label_names)
+    unique, duplicate_capture = state.unique(texts)
     by_id: dict[str, list[GroundTruth]] = defaultdict(list)
     for record in ground_truth:
         by_id[record.inference_id].append(record)
 
-    known = set(label_names)
     labels: dict[str, tuple[str, ...]] = {}
-    unknown = Counter()
-    c = Counter()
-    max_delay = timedelta(hours=config.max_label_delay_hours)
     for inference_id, records in by_id.items():
         if inference_id not in unique:
             if inference_id in outside_window_ids:
-                c["ground_truth_outside_window"] += 1
+                state.counts["ground_truth_outside_window"] += 1
             else:
-                c["ground_truth_unmatched"] += 1
-                note("ground_truth_unmatched", f"{inference_id} ({records[0].source})")
+                state.counts["ground_truth_unmatched"] += 1
+                state.note("ground_truth_unmatched", f"{inference_id} ({records[0].source})")
             continue
-        chosen = records[-1]
-        distinct = {r.labels for r in records}
-        if len(records) > 1 and len(distinct) == 1:
-            c["duplicate_identical"] += len(records) - 1
-        elif len(distinct) > 1:
-            c["duplicate_conflicting_ids"] += 1
-            note("duplicate_conflicting", f"{inference_id}: " + " vs ".join("|".join(d) or "(none)" for d in sorted(distinct)))
-            if config.conflicting_labels == "exclude":
-                c["excluded_conflicting"] += 1
-                continue
-            chosen = _latest(records)
-        bad = [n for n in chosen.labels if n not in known]
-        if bad:
-            unknown.update(bad)
-            c["excluded_unknown_label"] += 1
-            note("unknown_label", f"{inference_id}: {', '.join(bad)} ({chosen.source})")
-            continue
-        captured = unique[inference_id]
-        if chosen.received is not None and chosen.received - captured.time > max_delay:
-            c["late"] += 1
-            note("late", f"{inference_id}: received {chosen.received.isoformat()} for inference at {captured.time.isoformat()}")
-            if not config.include_late_labels:
-                c["excluded_late"] += 1
-                continue
-        labels[inference_id] = chosen.labels
+        chosen = state.choose(inference_id, records)
+        if chosen is not None and state.usable(inference_id, chosen, unique[inference_id]):
+            labels[inference_id] = chosen.labels
 
+    c = state.counts
     c["captured_texts"] = len(unique)
     c["duplicate_capture_ids"] = duplicate_capture
     c["labelled"] = len(labels)
@@ -107,7 +129,7 @@ def merge(
     for key in ("late", "excluded_late", "excluded_conflicting", "excluded_unknown_label", "duplicate_identical",
                 "duplicate_conflicting_ids", "ground_truth_unmatched", "ground_truth_outside_window"):
         c.setdefault(key, 0)
-    return MergeResult(list(unique.values()), labels, dict(c), unknown, dict(examples))
+    return MergeResult(list(unique.values()), labels, dict(c), state.unknown, dict(state.examples))
 
 
 def _latest(records: Sequence[GroundTruth]) -> GroundTruth:

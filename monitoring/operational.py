@@ -96,32 +96,51 @@ def parse_metrics(text: str, when: float | None = None, names: MetricNames | Non
     snap = Snapshot(time=time.time() if when is None else when)
     latency = _pick(families, names.latency, "histogram")
     if latency is not None:
-        buckets: Counter = Counter()
-        for s in latency.samples:
-            if s.name.endswith("_bucket"):
-                buckets[float(s.labels["le"])] += s.value
-            elif s.name.endswith("_sum"):
-                snap.latency_sum += s.value
-            elif s.name.endswith("_count"):
-                snap.latency_count += s.value
-        snap.latency_buckets = dict(sorted(buckets.items()))
+        _read_latency(snap, latency)
     counter = _pick(families, names.requests, "counter")
     if counter is not None:
-        for s in counter.samples:
-            if s.name.endswith("_total"):
-                snap.requests += s.value
-                code = str(s.labels.get("status", s.labels.get("code", "")))
-                if code[:1] in ("4", "5"):
-                    snap.errors += s.value
+        _read_requests(snap, counter)
     elif latency is not None:
         snap.requests = snap.latency_count
     batch = _pick(families, names.batch, "histogram")
     if batch is not None:
-        snap.batch_sum = sum(s.value for s in batch.samples if s.name.endswith("_sum"))
-        snap.batch_count = sum(s.value for s in batch.samples if s.name.endswith("_count"))
+        snap.batch_sum, snap.batch_count = _total(batch, "_sum"), _total(batch, "_count")
     texts = _pick(families, names.texts, "histogram")
     if texts is not None:
-        snap.texts = sum(s.value for s in texts.samples if s.name.endswith("_sum"))
+        snap.texts = _total(texts, "_sum")
+    _read_process(snap, families, names)
+    return snap
+
+
+def _total(family: Any, suffix: str) -> float:
+    return sum(s.value for s in family.samples if s.name.endswith(suffix))
+
+
+def _read_latency(snap: Snapshot, family: Any) -> None:
+    """Cumulative latency buckets (summed over routes), their sum and count."""
+    buckets: Counter = Counter()
+    for s in family.samples:
+        if s.name.endswith("_bucket"):
+            buckets[float(s.labels["le"])] += s.value
+        elif s.name.endswith("_sum"):
+            snap.latency_sum += s.value
+        elif s.name.endswith("_count"):
+            snap.latency_count += s.value
+    snap.latency_buckets = dict(sorted(buckets.items()))
+
+
+def _read_requests(snap: Snapshot, family: Any) -> None:
+    """Requests, and errors (a 4xx or 5xx status/code label) among them."""
+    for s in family.samples:
+        if s.name.endswith("_total"):
+            snap.requests += s.value
+            code = str(s.labels.get("status", s.labels.get("code", "")))
+            if code[:1] in ("4", "5"):
+                snap.errors += s.value
+
+
+def _read_process(snap: Snapshot, families: dict[str, Any], names: MetricNames) -> None:
+    """The process's CPU seconds, CPU percent and resident memory, wherever they are exposed."""
     for family in families.values():
         for s in family.samples:
             if s.name.endswith(names.cpu_seconds):
@@ -130,7 +149,6 @@ def parse_metrics(text: str, when: float | None = None, names: MetricNames | Non
                 snap.cpu_percent = s.value
             elif s.name.endswith(names.rss):
                 snap.rss_bytes = s.value
-    return snap
 
 
 def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:

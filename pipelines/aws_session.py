@@ -44,11 +44,6 @@ def pipeline_session(region: str | None = None, default_bucket: str | None = Non
     return PipelineSession(boto_session=boto_session(region), default_bucket=default_bucket)
 
 
-def sagemaker_client(region: str | None = None):
-    """A boto3 SageMaker client (honours AWS_ENDPOINT_URL like every boto3 client)."""
-    return boto_session(region).client("sagemaker")
-
-
 def upload_dir(session: boto3.session.Session, local: Path, s3_uri: str) -> str:
     """Upload the files under `local` (or one file) below the `s3_uri` prefix; returns the prefix."""
     bucket, _, prefix = s3_uri.removeprefix("s3://").partition("/")

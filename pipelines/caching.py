@@ -14,39 +14,11 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
+
+from pipelines.digests import hash_path
 
 ENTRY_FILE = "entry.json"
-_SKIP_DIRS = {"__pycache__", ".pytest_cache", ".git"}
-_SKIP_SUFFIXES = {".pyc", ".pyo"}
-
-
-def _iter_files(path: Path) -> Iterable[Path]:
-    """Files under `path` in a stable order, without bytecode caches."""
-    if path.is_file():
-        yield path
-        return
-    for root, dirs, files in os.walk(path):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
-        for name in sorted(files):
-            if Path(name).suffix not in _SKIP_SUFFIXES:
-                yield Path(root) / name
-
-
-def hash_path(path: str | Path) -> str:
-    """sha256 of a file's bytes, or of a directory's relative file names + contents."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"cannot hash {path}: it does not exist")
-    digest = hashlib.sha256()
-    for file in _iter_files(path):
-        rel = file.relative_to(path).as_posix() if path.is_dir() else ""
-        digest.update(rel.encode() + b"\0")
-        with open(file, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        digest.update(b"\0")
-    return digest.hexdigest()
 
 
 @dataclass

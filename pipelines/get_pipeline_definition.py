@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from pipelines.aws_session import AwsSetupError
-from pipelines.run_pipeline import DEFAULT_MODULE, PipelineRunError, build_pipeline, parse_kwargs
+from pipelines.run_pipeline import DEFAULT_MODULE, PipelineRunError, add_build_arguments, build_pipeline, parse_kwargs
 
 
 def definition_json(region: str | None, role: str | None, bucket: str | None = None, input_data: str | None = None,
@@ -26,15 +25,8 @@ def definition_json(region: str | None, role: str | None, bucket: str | None = N
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="get-pipeline-definition", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-n", "--module-name", default=DEFAULT_MODULE, help="module with get_pipeline(...)")
+    add_build_arguments(parser)
     parser.add_argument("-f", "--file-name", type=Path, default=None, help="write here instead of stdout")
-    parser.add_argument("--role-arn", default=os.environ.get("SAGEMAKER_PIPELINE_ROLE_ARN"),
-                        help="execution role (default: $SAGEMAKER_PIPELINE_ROLE_ARN)")
-    parser.add_argument("--region", default=None, help="default: AWS_REGION / the profile's")
-    parser.add_argument("--bucket", default=os.environ.get("ARTIFACT_BUCKET"),
-                        help="artifact bucket (default: $ARTIFACT_BUCKET, else sagemaker-<region>-<account>)")
-    parser.add_argument("--input-data", default=None, help="InputData default: 'demo', a local path or s3:// URI")
-    parser.add_argument("-kwargs", "--kwargs", default=None, help="JSON object of extra get_pipeline arguments")
     args = parser.parse_args(argv)
     try:
         text = definition_json(args.region, args.role_arn, args.bucket, args.input_data, args.module_name,

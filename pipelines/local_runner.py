@@ -8,164 +8,31 @@ quality gate registers the model in the LocalModelRegistry.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import os
-import re
-import subprocess
 import sys
-import tarfile
 import time
 import uuid
-from collections import deque
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping, TextIO
+from typing import Any, TextIO
 
 import mlcore
-from mlcore.config import TrainingConfig
 from pipelines import spec
 from pipelines.caching import StepCache, StepSignature
-from pipelines.registry import APPROVAL_STATUSES, LocalModelRegistry, atomic_write_json
+from pipelines.parameters import PipelineError, check_hyperparameters, resolve_parameters, training_hyperparameters
+from pipelines.registry import LocalModelRegistry, atomic_write_json
+from pipelines.run_result import CACHED, FAILED, RUN_FILE, SUCCEEDED, RunResult, StepFailed, StepResult, format_summary
+from pipelines.step_process import StepPrinter, log_tail, run_script
+from pipelines.tarball import make_model_tarball
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STEPS_DIR = REPO_ROOT / "steps"
 LOG_FILE = "step.log"
-RUN_FILE = "run.json"
-TAIL_LINES = 25
-# Flags of steps/train.py that are not TrainingConfig fields but may be passed as hyperparameters.
-TRAIN_SCRIPT_FLAGS = ("export-onnx",)
 # Parameters that choose AWS instances: recorded, meaningless on this machine.
 AWS_ONLY_PARAMETERS = ("ProcessingInstanceType", "ProcessingInstanceCount", "TrainingInstanceType",
                        "TrainingInstanceCount")
-
-SUCCEEDED, CACHED, FAILED, SKIPPED = "succeeded", "cached", "failed", "skipped"
-
-
-class PipelineError(ValueError):
-    """Invalid parameters or inputs, found before any step runs."""
-
-
-class StepFailed(RuntimeError):
-    """A step ended badly; the message says why and where its log is, `short` fits in one table cell."""
-
-    def __init__(self, message: str, short: str | None = None):
-        super().__init__(message)
-        self.short = short or message.splitlines()[0]
-
-
-@dataclass
-class StepResult:
-    """One step's outcome: status (succeeded | cached | failed | skipped), time, outputs, one-line summary."""
-
-    name: str
-    status: str = SKIPPED
-    duration_s: float = 0.0
-    outputs: dict[str, str] = field(default_factory=dict)
-    summary: str = ""
-    message: str = ""
-    log: str | None = None
-    cache_key: str | None = None
-
-
-@dataclass
-class RunResult:
-    """A pipeline execution: Succeeded or Failed, per-step results, the registered package if any."""
-
-    run_id: str
-    run_dir: Path
-    parameters: dict[str, Any]
-    steps: list[StepResult]
-    status: str = "Executing"
-    failure: str | None = None
-    model_package: dict | None = None
-    started: str = ""
-    finished: str = ""
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status == "Succeeded"
-
-    def step(self, name: str) -> StepResult:
-        for result in self.steps:
-            if result.name == name:
-                return result
-        raise KeyError(f"no step {name!r}; steps: {', '.join(s.name for s in self.steps)}")
-
-    def to_json(self) -> dict:
-        doc = asdict(self)
-        doc["run_dir"] = str(self.run_dir)
-        doc["pipeline"] = spec.PIPELINE_NAME
-        return doc
-
-
-# ----------------------------------------------------------------------------- parameters
-def resolve_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Defaults of `spec.PARAMETERS` updated with typed or string values; checked for sense."""
-    values = {p.name: p.default for p in spec.PARAMETERS}
-    for name, value in (parameters or {}).items():
-        if name not in spec.PARAMETERS_BY_NAME:
-            raise PipelineError(
-                f"unknown pipeline parameter {name!r}; valid parameters: {', '.join(spec.PARAMETERS_BY_NAME)}"
-            )
-        param = spec.PARAMETERS_BY_NAME[name]
-        try:
-            if isinstance(value, str):
-                values[name] = param.parse(value)
-            elif param.type == "Integer" and isinstance(value, int) and not isinstance(value, bool):
-                values[name] = value
-            elif param.type == "Float" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                values[name] = float(value)
-            else:
-                raise ValueError(f"parameter {name} is {param.type}: got {value!r}")
-        except ValueError as exc:
-            raise PipelineError(str(exc)) from None
-    _check_values(values)
-    return values
-
-
-def _check_values(values: dict[str, Any]) -> None:
-    problems = []
-    if values["Epochs"] <= 0:
-        problems.append(f"Epochs must be > 0 (got {values['Epochs']})")
-    if values["LearningRate"] <= 0:
-        problems.append(f"LearningRate must be > 0 (got {values['LearningRate']})")
-    if not 8 <= values["MaxLength"] <= 512:
-        problems.append(f"MaxLength must be between 8 and 512 tokens (got {values['MaxLength']})")
-    for _, threshold in spec.QUALITY_GATE:
-        if not 0.0 <= values[threshold] <= 1.0:
-            problems.append(f"{threshold} must be between 0 and 1 (got {values[threshold]})")
-    if values["ModelApprovalStatus"] not in APPROVAL_STATUSES:
-        problems.append(f"ModelApprovalStatus must be one of {', '.join(APPROVAL_STATUSES)} "
-                        f"(got {values['ModelApprovalStatus']!r})")
-    if not str(values["InputData"]).strip():
-        problems.append("InputData must not be empty: use 'demo', a local path or hf:<name>")
-    if problems:
-        raise PipelineError("invalid pipeline parameters: " + "; ".join(problems))
-
-
-def check_hyperparameters(hyperparameters: Mapping[str, Any] | None) -> dict[str, str]:
-    """Extra training hyperparameters (TrainingConfig fields, dashes or underscores) as `{dashed: str}`."""
-    known = {f.name.replace("_", "-") for f in fields(TrainingConfig)} | set(TRAIN_SCRIPT_FLAGS)
-    from_params = {name.replace("_", "-") for name in spec.HYPERPARAMETER_SOURCES}
-    out = {}
-    for name, value in (hyperparameters or {}).items():
-        dashed = name.replace("_", "-")
-        if dashed in from_params:
-            source = spec.HYPERPARAMETER_SOURCES[dashed.replace("-", "_")]
-            raise PipelineError(f"hyperparameter {name!r} comes from the pipeline parameter {source}: set that instead")
-        if dashed not in known:
-            raise PipelineError(f"unknown training hyperparameter {name!r}; valid: {', '.join(sorted(known - from_params))}")
-        out[dashed] = str(value)
-    return out
-
-
-def training_hyperparameters(values: Mapping[str, Any], extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Hyperparameters of the training step, as SageMaker passes them: dashed names, string values."""
-    hps = {field_name.replace("_", "-"): str(values[param]) for field_name, param in spec.HYPERPARAMETER_SOURCES.items()}
-    hps.update(extra or {})
-    return hps
 
 
 def _input_source(value: str) -> tuple[str, Path | None]:
@@ -179,116 +46,6 @@ def _input_source(value: str) -> tuple[str, Path | None]:
     if not path.exists():
         raise PipelineError(f"InputData path not found: {path}")
     return str(path), path
-
-
-# ----------------------------------------------------------------------------- output streaming
-class StepPrinter:
-    """Prints a step's output live with a `[Step]` prefix; tqdm's carriage-return updates stay on one line."""
-
-    def __init__(self, out: TextIO, progress_interval_s: float = 5.0):
-        self.out = out
-        self.tty = bool(getattr(out, "isatty", lambda: False)())
-        self.interval = progress_interval_s
-        self._last_progress = 0.0
-        self._open = False
-
-    def line(self, prefix: str, text: str) -> None:
-        if self._open:
-            self.out.write("\r\x1b[K" if self.tty else "\n")
-            self._open = False
-        self.out.write(f"[{prefix}] {text}\n")
-        self.out.flush()
-
-    def progress(self, prefix: str, text: str) -> None:
-        if self.tty:
-            self.out.write(f"\r\x1b[K[{prefix}] {text}")
-            self._open = True
-        else:
-            now = time.monotonic()
-            if now - self._last_progress < self.interval:
-                return
-            self._last_progress = now
-            self.out.write(f"[{prefix}] {text}\n")
-        self.out.flush()
-
-    def close(self) -> None:
-        if self._open:
-            self.out.write("\n")
-            self.out.flush()
-            self._open = False
-
-
-def run_script(argv: list[str], env: dict[str, str], log_path: Path, prefix: str, printer: StepPrinter,
-               cwd: Path | None = None) -> int:
-    """Run a step script, streaming merged stdout/stderr to the console (prefixed) and to `log_path`."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        log.write(("$ " + " ".join(argv) + "\n").encode())
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd)
-        assert proc.stdout is not None
-        buffer = b""
-        try:
-            while True:
-                chunk = os.read(proc.stdout.fileno(), 65536)
-                if not chunk:
-                    break
-                log.write(chunk)
-                log.flush()
-                buffer += chunk
-                while (match := re.search(rb"[\r\n]", buffer)) is not None:
-                    segment, terminator = buffer[: match.start()], buffer[match.start() : match.end()]
-                    buffer = buffer[match.end():]
-                    text = segment.decode("utf-8", errors="replace").rstrip()
-                    if not text:
-                        continue
-                    if terminator == b"\r":
-                        printer.progress(prefix, text)
-                    else:
-                        printer.line(prefix, text)
-            if buffer.strip():
-                printer.line(prefix, buffer.decode("utf-8", errors="replace").rstrip())
-            return proc.wait()
-        except BaseException:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            raise
-        finally:
-            printer.close()
-            proc.stdout.close()
-
-
-def log_tail(log_path: Path, n: int = TAIL_LINES) -> list[str]:
-    """The last `n` non-empty lines of a log (progress-bar updates count as lines)."""
-    if not log_path.exists():
-        return []
-    text = log_path.read_bytes().decode("utf-8", errors="replace")
-    lines = [line.rstrip() for line in re.split(r"[\r\n]", text) if line.strip()]
-    return list(deque(lines, maxlen=n))
-
-
-# ----------------------------------------------------------------------------- helpers
-def make_model_tarball(model_dir: Path, dest: Path) -> Path:
-    """Tar `model_dir` into `dest` with its contents at the archive root (as SageMaker does), reproducibly."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-
-    def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        info.mtime = 0
-        return info
-
-    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
-            tarfile.open(fileobj=gz, mode="w") as tar:
-        for path in sorted(model_dir.rglob("*")):
-            if "__pycache__" in path.parts:
-                continue
-            tar.add(path, arcname=path.relative_to(model_dir).as_posix(), recursive=False, filter=normalise)
-    os.replace(tmp, dest)
-    return dest
 
 
 def _count_rows(path: Path) -> int:
@@ -429,7 +186,8 @@ class LocalPipelineRunner:
         data = self._dir(spec.PREPROCESS) / "output"
         model_dir, output_dir = step_dir / "model", step_dir / "output"
         tarball = output_dir / "model.tar.gz"
-        hps = training_hyperparameters(self.values, self.extra_hps)
+        hps = {name: str(value) for name, value in training_hyperparameters(self.values).items()}
+        hps.update(self.extra_hps)
         base = Path(str(self.values["BaseModel"])).expanduser()
         base_is_path = base.is_dir()
         if base_is_path:
@@ -521,19 +279,14 @@ class LocalPipelineRunner:
         started = time.monotonic()
         report_path = self._dir(spec.EVALUATE) / "evaluation" / spec.EVALUATION_FILE
         report = json.loads(report_path.read_text())
-        checks, lines = [], []
-        for path, param in spec.QUALITY_GATE:
-            try:
-                value = spec.json_path_get(report, path)
-            except KeyError as exc:
-                step.status = FAILED
-                step.message = f"{name}: {report_path} lacks {exc}"
-                raise StepFailed(step.message) from None
-            threshold = self.values[param]
-            ok = isinstance(value, (int, float)) and value >= threshold
-            metric = path.split(".")[-2]
-            lines.append(f"{metric}={_fmt(value)} {'>=' if ok else '<'} {param}={threshold}")
-            checks.append({"path": path, "value": value, "parameter": param, "threshold": threshold, "passed": ok})
+        try:
+            checks = spec.gate_checks(report, self.values)
+        except KeyError as exc:
+            step.status = FAILED
+            step.message = f"{name}: {report_path} lacks {exc}"
+            raise StepFailed(step.message) from None
+        lines = [f"{c['path'].split('.')[-2]}={_fmt(c['value'])} {'>=' if c['passed'] else '<'} "
+                 f"{c['parameter']}={c['threshold']}" for c in checks]
         passed = all(c["passed"] for c in checks)
         verdict = "; ".join(lines)
         atomic_write_json(step_dir / "condition.json", {"passed": passed, "checks": checks})
@@ -619,23 +372,6 @@ class LocalPipelineRunner:
         return result
 
 
-def format_summary(result: RunResult) -> str:
-    """The end-of-run table: step, status, duration, key outputs; then the verdict."""
-    rows = [("STEP", "STATUS", "DURATION", "KEY OUTPUTS")]
-    for step in result.steps:
-        duration = f"{step.duration_s:.1f}s" if step.status in (SUCCEEDED, CACHED, FAILED) else "-"
-        detail = step.summary or (step.message.splitlines()[0] if step.message else "")
-        rows.append((step.name, step.status, duration, detail))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 11)
-    verdict = f"run {result.run_id}: {result.status}"
-    if result.model_package:
-        verdict += f" - registered {result.model_package['ModelPackageArn']} ({result.model_package['ModelApprovalStatus']})"
-    elif result.failure:
-        verdict += f" - {result.failure.splitlines()[0]}"
-    lines += ["", verdict, f"run metadata: {result.run_dir / RUN_FILE}"]
-    return "\n".join(lines)
 
 
 def run_pipeline(parameters: Mapping[str, Any] | None, settings, cache: bool = True, *,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import getpass
-import hashlib
 import json
 import os
 import re
@@ -21,8 +20,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from mlcore.config import EVALUATION_FILE
+from pipelines.digests import file_sha256
+from pipelines.spec import PROJECT_NAME
+
 LOCAL_REGION = "local"
 LOCAL_ACCOUNT = "000000000000"
+LOCAL_IMAGE = f"local/{PROJECT_NAME}-inference"  # the model server (inference/), as a registered image
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
 # Allowed ModelApprovalStatus changes; a version never goes back to PendingManualApproval.
 TRANSITIONS = {
@@ -32,7 +36,6 @@ TRANSITIONS = {
 }
 EVENT_DETAIL_TYPE = "SageMaker Model Package State Change"
 MODEL_FILE = "model.tar.gz"
-EVALUATION_FILE = "evaluation.json"
 PACKAGE_FILE = "package.json"
 GROUP_FILE = "group.json"
 _GROUP_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's EntityName pattern
@@ -50,14 +53,6 @@ def now_iso() -> str:
 
 def _epoch_ms(iso: str) -> int:
     return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def atomic_write_json(path: Path, document: Any) -> None:
@@ -237,9 +232,9 @@ class LocalModelRegistry:
                     "CertifyForMarketplace": False,
                     "InferenceSpecification": {
                         "Containers": [{
-                            "Image": "local/bert-multilabel-inference",
+                            "Image": LOCAL_IMAGE,
                             "ModelDataUrl": (final / MODEL_FILE).resolve().as_uri(),
-                            "ModelDataETag": _sha256(tmp / MODEL_FILE),
+                            "ModelDataETag": file_sha256(tmp / MODEL_FILE),
                         }],
                         "SupportedContentTypes": ["application/json", "text/csv"],
                         "SupportedResponseMIMETypes": ["application/json"],

@@ -6,88 +6,32 @@ it upserts the pipeline and starts an execution (CodeBuild runs it).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib
 import json
 import os
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from pipelines import spec
-from pipelines.aws_session import AwsSetupError, boto_session, resolve_region, upload_dir
+from pipelines.aws_session import AwsSetupError, boto_session, resolve_region
+from pipelines.input_data import PipelineRunError, check_input_data, stage_input_data
+from pipelines.parameters import PipelineError, parse_assignments, resolve_parameters
 
 DEFAULT_MODULE = "pipelines.bertmlc.pipeline"
+# Keys the AWS MLOps template's `run-pipeline --kwargs` carries for get_pipeline, and the flag each one stands for.
+TEMPLATE_KWARGS = {"region": "--region", "role": "--role-arn", "default_bucket": "--bucket"}
 INSTANCE_PARAMETERS = ("ProcessingInstanceType", "TrainingInstanceType")
 COUNT_PARAMETERS = ("ProcessingInstanceCount", "TrainingInstanceCount")
 TERMINAL_STATUSES = ("Succeeded", "Failed", "Stopped")
 
 
-class PipelineRunError(ValueError):
-    """Bad user input for the AWS pipeline (parameters, kwargs, input data): the message says what to fix."""
-
-
-# ----------------------------------------------------------------------------- input data
-def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        digest.update(file.relative_to(path.parent if path.is_file() else path).as_posix().encode() + b"\0")
-        digest.update(file.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-def check_input_data(value: str) -> Path | None:
-    """Validate an InputData value for SageMaker: None for s3:// and 'demo', else the local path to upload."""
-    value = str(value).strip()
-    if value.startswith("s3://"):
-        if len(value) <= len("s3://") or value[len("s3://"):].startswith("/"):
-            raise PipelineRunError(f"InputData {value!r} is not a valid S3 URI (expected s3://bucket/prefix/)")
-        return None
-    if value.startswith("hf:"):
-        raise PipelineRunError(f"InputData {value!r}: SageMaker processing reads S3 only; download the dataset "
-                               "(e.g. `mlops run --input hf:...` locally) and pass its directory or an s3:// URI")
-    if not value:
-        raise PipelineRunError("InputData must not be empty: use 'demo', a local path or an s3:// URI")
-    if value == "demo":
-        return None
-    local = Path(value).expanduser().resolve()
-    if not local.exists():
-        raise PipelineRunError(f"InputData path not found: {local} (use 'demo', a local path or an s3:// URI)")
-    return local
-
-
-def stage_input_data(value: str, session, bucket: str, prefix: str) -> str:
-    """InputData as SageMaker needs it (an S3 prefix): s3:// kept; 'demo' and local paths uploaded.
-
-    Uploads are content-addressed (`s3://bucket/prefix/input/<name>-<sha>/`), so re-staging the same
-    data gives the same URI and step caching still hits.
-    """
-    value = str(value).strip()
-    local = check_input_data(value)
-    if value.startswith("s3://"):
-        return value
-    with tempfile.TemporaryDirectory(prefix="bertmlc-input-") as tmp:
-        if local is None:  # 'demo'
-            from mlcore.demo_data import write_demo
-
-            local, name = write_demo(Path(tmp) / "demo" / "data.jsonl").parent, "demo"
-        else:
-            name = local.stem if local.is_file() else local.name
-        uri = f"s3://{bucket}/{prefix.strip('/')}/input/{name}-{_digest(local)}/"
-        return upload_dir(session, local, uri)
-
-
 # ----------------------------------------------------------------------------- parameters
 def check_parameters(overrides: Mapping[str, str]) -> dict[str, Any]:
     """Typed, checked overrides (only those given); errors name the parameter and the valid values."""
-    from pipelines.local_runner import resolve_parameters
-
     try:
         values = resolve_parameters(dict(overrides))
-    except ValueError as exc:
+    except PipelineError as exc:
         raise PipelineRunError(str(exc)) from None
     problems = [f"{name} must be a SageMaker instance type like ml.m5.xlarge (got {values[name]!r})"
                 for name in INSTANCE_PARAMETERS if name in overrides and not str(values[name]).startswith("ml.")]
@@ -98,18 +42,12 @@ def check_parameters(overrides: Mapping[str, str]) -> dict[str, Any]:
     return {name: values[name] for name in overrides}
 
 
-def parse_assignments(items: Sequence[str], flag: str = "--param") -> dict[str, str]:
-    """`NAME=VALUE` strings as a dict; a malformed or repeated item is an error naming the flag."""
-    out: dict[str, str] = {}
-    for item in items or ():
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise PipelineRunError(f"{flag} expects NAME=VALUE, got {item!r} (e.g. {flag} Epochs=1)")
-        if name in out:
-            raise PipelineRunError(f"{flag} {name} given twice")
-        out[name] = value
-    return out
+def parse_overrides(items: Sequence[str], flag: str = "--param") -> dict[str, str]:
+    """`NAME=VALUE` overrides (`pipelines.parameters.parse_assignments`) with this module's error."""
+    try:
+        return parse_assignments(items, flag)
+    except PipelineError as exc:
+        raise PipelineRunError(str(exc)) from None
 
 
 # ----------------------------------------------------------------------------- build / upsert / start / status
@@ -137,24 +75,44 @@ def parse_kwargs(text: str | None) -> dict[str, Any]:
     return kwargs
 
 
+def template_kwargs(kwargs: Mapping[str, Any], **flags: str | None) -> tuple[dict[str, str | None], dict[str, Any]]:
+    """Split the AWS template's keys (`region`, `role`, `default_bucket`) off `--kwargs`.
+
+    Returns (the flag values, each filled from --kwargs where the flag was not given; the other
+    kwargs). A key given both ways with different values is an error naming both.
+    """
+    rest = dict(kwargs)
+    values = dict(flags)
+    for key, flag in TEMPLATE_KWARGS.items():
+        if key not in rest:
+            continue
+        value = rest.pop(key)
+        if values[key] not in (None, "", value):
+            raise PipelineRunError(f"--kwargs {key}={value!r} contradicts {flag} {values[key]!r}: give it once")
+        values[key] = value
+    return values, rest
+
+
 def build_pipeline(region: str | None = None, role: str | None = None, default_bucket: str | None = None,
                    input_data: str | None = None, module_name: str = DEFAULT_MODULE, extra: dict | None = None):
-    """Stage InputData (default: the spec's, 'demo') to S3, then build the pipeline with get_pipeline(**extra)."""
+    """Stage InputData (default: the spec's, 'demo') to S3, then build the pipeline with get_pipeline(**extra).
+
+    `extra` may carry the AWS template's `region`, `role` and `default_bucket` (see `template_kwargs`).
+    """
     import inspect
 
     from pipelines.aws_session import pipeline_session
 
-    kwargs = dict(extra or {})
-    region = resolve_region(region)
+    flags, kwargs = template_kwargs(extra or {}, region=region, role=role, default_bucket=default_bucket)
+    region, role, default_bucket = resolve_region(flags["region"]), flags["role"], flags["default_bucket"]
     if not role or not str(role).startswith("arn:"):
         raise PipelineRunError(f"an execution role ARN is needed (arn:aws:iam::<account>:role/<name>): pass "
                                f"--role-arn or set SAGEMAKER_PIPELINE_ROLE_ARN (got {role!r})")
     get_pipeline = load_get_pipeline(module_name)
     accepted = inspect.signature(get_pipeline).parameters
-    reserved = sorted(set(kwargs) & {"region", "role", "default_bucket", "input_data_uri", "sagemaker_session"})
+    reserved = sorted(set(kwargs) & {"input_data_uri", "sagemaker_session"})
     if reserved:
-        raise PipelineRunError(f"{reserved} cannot be passed in --kwargs: use the matching flag "
-                               "(--region, --role-arn, --bucket, --input-data)")
+        raise PipelineRunError(f"{reserved} cannot be passed in --kwargs: use --input-data (the session is built here)")
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise PipelineRunError(f"unknown get_pipeline arguments {unknown}; accepted: {', '.join(accepted)}")
@@ -175,7 +133,7 @@ def upsert(pipeline, role_arn: str, description: str | None = None, tags: list[d
 
 
 def start(region: str | None, pipeline_name: str, overrides: Mapping[str, str], bucket: str | None = None,
-          prefix: str = "bert-multilabel", display_name: str | None = None) -> str:
+          prefix: str = spec.BASE_JOB_PREFIX, display_name: str | None = None) -> str:
     """Start an execution of the upserted pipeline with checked overrides; returns the execution ARN."""
     values = check_parameters(overrides)
     session = boto_session(region)
@@ -252,11 +210,9 @@ def wait(region: str | None, execution_arn: str, pipeline_name: str, poll_second
         time.sleep(poll_seconds)
 
 
-# ----------------------------------------------------------------------------- console script
-def main(argv: Sequence[str] | None = None) -> int:
-    """`run-pipeline`: upsert the pipeline and start an execution (the AWS MLOps template interface)."""
-    parser = argparse.ArgumentParser(prog="run-pipeline", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+# ----------------------------------------------------------------------------- console scripts
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that build the pipeline, shared by `run-pipeline` and `get-pipeline-definition`."""
     parser.add_argument("-n", "--module-name", default=DEFAULT_MODULE, help="module with get_pipeline(...)")
     parser.add_argument("--role-arn", default=os.environ.get("SAGEMAKER_PIPELINE_ROLE_ARN"),
                         help="execution role of the pipeline and its jobs (default: $SAGEMAKER_PIPELINE_ROLE_ARN)")
@@ -264,38 +220,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bucket", default=os.environ.get("ARTIFACT_BUCKET"),
                         help="artifact bucket (default: $ARTIFACT_BUCKET, else sagemaker-<region>-<account>)")
     parser.add_argument("--input-data", default=None, help="InputData default: 'demo', a local path or s3:// URI")
+    parser.add_argument("-kwargs", "--kwargs", default=None,
+                        help="JSON object of extra get_pipeline arguments; the AWS template's region, role and "
+                             "default_bucket stand for --region, --role-arn and --bucket")
+
+
+def parse_tags(text: str | None) -> list[dict] | None:
+    """The `--tags` JSON list of {"Key": ..., "Value": ...} objects."""
+    if not text:
+        return None
+    try:
+        tags = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PipelineRunError(f"--tags is not valid JSON ({exc.msg})") from None
+    if not (isinstance(tags, list) and all(isinstance(t, dict) and {"Key", "Value"} <= set(t) for t in tags)):
+        raise PipelineRunError('--tags must be a JSON list of {"Key": ..., "Value": ...} objects')
+    return tags
+
+
+def _run(args: argparse.Namespace) -> int:
+    flags, kwargs = template_kwargs(parse_kwargs(args.kwargs), region=args.region, role=args.role_arn,
+                                    default_bucket=args.bucket)
+    region, role, bucket = flags["region"], flags["role"], flags["default_bucket"]
+    tags = parse_tags(args.tags)
+    overrides = parse_overrides(args.param)
+    check_parameters(overrides)
+    pipeline = build_pipeline(region, role, bucket, args.input_data, args.module_name, kwargs)
+    response = upsert(pipeline, role or "", args.description, tags)
+    print(f"upserted {response.get('PipelineArn')}")
+    arn = start(region, pipeline.name, overrides, bucket or pipeline.sagemaker_session.default_bucket(),
+                kwargs.get("base_job_prefix", spec.BASE_JOB_PREFIX))
+    print(f"started {arn}")
+    if args.wait:
+        final = wait(region, arn, pipeline.name)
+        print(json.dumps(final, indent=2, default=str))
+        return 0 if final["PipelineExecutionStatus"] == "Succeeded" else 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`run-pipeline`: upsert the pipeline and start an execution (the AWS MLOps template interface)."""
+    parser = argparse.ArgumentParser(prog="run-pipeline", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_build_arguments(parser)
     parser.add_argument("--description", default=None)
     parser.add_argument("--tags", default=None, help='JSON list of {"Key": ..., "Value": ...}')
-    parser.add_argument("-kwargs", "--kwargs", default=None, help="JSON object of extra get_pipeline arguments")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="override a pipeline parameter for this execution (repeatable)")
     parser.add_argument("--wait", action="store_true", help="wait for the execution to finish (exit 1 unless it succeeds)")
     args = parser.parse_args(argv)
     try:
-        kwargs = parse_kwargs(args.kwargs)
-        tags = json.loads(args.tags) if args.tags else None
-        if tags is not None and not (isinstance(tags, list) and all(isinstance(t, dict) and {"Key", "Value"} <= set(t)
-                                                                    for t in tags)):
-            raise PipelineRunError('--tags must be a JSON list of {"Key": ..., "Value": ...} objects')
-        overrides = parse_assignments(args.param)
-        check_parameters(overrides)
-        pipeline = build_pipeline(args.region, args.role_arn, args.bucket, args.input_data, args.module_name, kwargs)
-        response = upsert(pipeline, args.role_arn, args.description, tags)
-        print(f"upserted {response.get('PipelineArn')}")
-        arn = start(args.region, pipeline.name, overrides, args.bucket or pipeline.sagemaker_session.default_bucket(),
-                    kwargs.get("base_job_prefix", "bert-multilabel"))
-        print(f"started {arn}")
-        if args.wait:
-            final = wait(args.region, arn, pipeline.name)
-            print(json.dumps(final, indent=2, default=str))
-            return 0 if final["PipelineExecutionStatus"] == "Succeeded" else 1
-    except json.JSONDecodeError as exc:
-        print(f"error: --tags is not valid JSON ({exc.msg})", file=sys.stderr)
-        return 2
+        return _run(args)
     except (PipelineRunError, AwsSetupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -6,10 +6,12 @@ same DAG with the same parameter names and defaults.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from mlcore.config import DEFAULT_BASE_MODEL, TrainingConfig
+from mlcore.config import EVALUATION_FILE as EVALUATION_FILE  # the gate's file, re-exported
 
 _TRAINING_DEFAULTS = TrainingConfig()
 
@@ -70,29 +72,20 @@ REGISTER = "RegisterModel"
 FAIL = "FailModelQuality"
 STEPS = (PREPROCESS, TRAIN, EVALUATE, CHECK, REGISTER, FAIL)
 
-MODEL_PACKAGE_GROUP = "bert-multilabel"
-ENDPOINT_NAME = "bert-multilabel"
-PIPELINE_NAME = "bert-multilabel-pipeline"
+# AWS resource names: the model package group, the endpoint, the pipeline and the jobs' name prefix.
+PROJECT_NAME = "bert-multilabel"
+MODEL_PACKAGE_GROUP = PROJECT_NAME
+ENDPOINT_NAME = PROJECT_NAME
+PIPELINE_NAME = f"{PROJECT_NAME}-pipeline"
+BASE_JOB_PREFIX = PROJECT_NAME
 
-# The quality gate: JSON paths into steps/evaluate.py's evaluation.json, with the parameter
+# The quality gate: JSON paths into steps/evaluate.py's evaluation.json (EVALUATION_FILE), with the parameter
 # each value must reach (>=). The condition step passes only when all hold.
 EVALUATION_REPORT_NAME = "EvaluationReport"
-EVALUATION_FILE = "evaluation.json"
 QUALITY_GATE = (
     ("multilabel_classification_metrics.f1_macro.value", "F1Threshold"),
     ("multilabel_classification_metrics.roc_auc_macro.value", "RocAucThreshold"),
 )
-
-
-def resolve_parameters(overrides: dict[str, str] | None = None) -> dict[str, Any]:
-    """Defaults updated with `name=value` overrides; unknown names are an error listing the valid ones."""
-    values = {p.name: p.default for p in PARAMETERS}
-    for name, text in (overrides or {}).items():
-        if name not in PARAMETERS_BY_NAME:
-            valid = ", ".join(PARAMETERS_BY_NAME)
-            raise ValueError(f"unknown pipeline parameter {name!r}; valid parameters: {valid}")
-        values[name] = PARAMETERS_BY_NAME[name].parse(text)
-    return values
 
 
 def json_path_get(document: dict, path: str) -> Any:
@@ -103,3 +96,16 @@ def json_path_get(document: dict, path: str) -> Any:
             raise KeyError(f"{path!r}: no key {part!r}")
         node = node[part]
     return node
+
+
+def gate_checks(report: dict, values: Mapping[str, Any]) -> list[dict]:
+    """The condition step's comparisons: each QUALITY_GATE metric >= its threshold parameter's value.
+
+    A metric that is not a number (null: undefined) fails its check; KeyError names a path the report lacks.
+    """
+    checks = []
+    for path, param in QUALITY_GATE:
+        value, threshold = json_path_get(report, path), values[param]
+        passed = isinstance(value, (int, float)) and value >= threshold
+        checks.append({"path": path, "value": value, "parameter": param, "threshold": threshold, "passed": passed})
+    return checks

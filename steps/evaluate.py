@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import tarfile
 from pathlib import Path
 
+from mlcore.config import EVALUATION_FILE, PROCESSING_ROOT
+from mlcore.logs import configure_step_logging
 
-from mlcore.config import PROCESSING_ROOT
+logger = logging.getLogger(__name__)
 
 DEFAULT_REFERENCE = PROCESSING_ROOT / "reference"
 REFERENCE_BACKEND = "torch"
@@ -98,27 +101,58 @@ def score_reference(path: Path, test, probs, thresholds, args) -> dict:
             "max_probability_difference": round(float(abs(probs - ref_probs).max()), 6)}
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    from mlcore.datasets import DatasetError, read_split
-    from mlcore.metrics import label_confusion, multilabel_report, roc_curves
+def _load(args):
+    """(test split, predictor, backend, y_true in the model's label order) for the serving backend."""
+    from mlcore.datasets import read_split
+    from mlcore.predictor import extract_model, load_predictor, serving_backend
+
+    test = read_split(args.test_dir)
+    model_dir = extract_model(args.model_path)
+    backend = serving_backend(model_dir) if args.backend == "auto" else args.backend
+    predictor = load_predictor(model_dir, backend=backend)
+    return test, predictor, backend, align_to_model(test, predictor.label_names)
+
+
+def write_outputs(report: dict, y_true, probs, predictor, out: Path) -> None:
+    """evaluation.json and the PNGs beside it."""
+    from mlcore.metrics import label_confusion, roc_curves
     from mlcore.plots import plot_confusion_matrices, plot_label_confusion, plot_roc_curves
-    from mlcore.predictor import decide, extract_model, load_predictor, serving_backend
+    from mlcore.predictor import decide
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / EVALUATION_FILE).write_text(json.dumps(report, indent=2))
+    plot_confusion_matrices(report, out / "confusion_matrices.png")
+    plot_roc_curves(roc_curves(y_true, probs, predictor.label_names), out / "roc_curves.png")
+    plot_label_confusion(label_confusion(y_true, decide(probs, predictor.thresholds), predictor.label_names),
+                         out / "label_confusion.png")
+
+
+def log_headline(report: dict) -> None:
+    """The test_<metric>=<value> lines (SageMaker metric definitions read them) and the weakest labels."""
+    metrics = report["multilabel_classification_metrics"]
+    for key in HEADLINE:
+        value, std = metrics[key]["value"], metrics[key]["standard_deviation"]
+        logger.info(f"test_{key}={_fmt(value)}" + (f" (± {std:.4f})" if std is not None else ""))
+    worst = sorted(((m["f1"] or 0.0, name) for name, m in metrics["per_label"].items()))[:3]
+    logger.info("weakest labels: " + ", ".join(f"{name} F1 {f1:.2f}" for f1, name in worst))
+
+
+def main(argv=None) -> int:
+    configure_step_logging()
+    args = parse_args(argv)
+    from mlcore.datasets import DatasetError
+    from mlcore.metrics import multilabel_report
 
     try:
-        test = read_split(args.test_dir)
-        model_dir = extract_model(args.model_path)
-        backend = serving_backend(model_dir) if args.backend == "auto" else args.backend
-        predictor = load_predictor(model_dir, backend=backend)
-        y_true = align_to_model(test, predictor.label_names)
+        test, predictor, backend, y_true = _load(args)
     except (DatasetError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        logger.error("%s", exc)
         return 2
     except tarfile.TarError as exc:  # a truncated or non-tar model.tar.gz
-        print(f"error: cannot unpack the model archive {args.model_path} ({' '.join(str(exc).split())}); pass a model.tar.gz written by "
-              "the training step or a model directory", file=sys.stderr)
+        logger.error("cannot unpack the model archive %s (%s); pass a model.tar.gz written by the training step or "
+                     "a model directory", args.model_path, " ".join(str(exc).split()))
         return 2
-    print(f"evaluating on {len(test)} texts, {len(predictor.label_names)} labels, backend {backend}")
+    logger.info("evaluating on %d texts, %d labels, backend %s", len(test), len(predictor.label_names), backend)
     probs = predictor.predict_proba(test.texts, batch_size=args.batch_size, progress=args.progress == "true")
     report = multilabel_report(y_true, probs, predictor.thresholds, predictor.label_names, bootstrap=args.bootstrap)
     report["backend"] = backend
@@ -126,25 +160,15 @@ def main(argv=None) -> int:
         try:
             report["reference"] = score_reference(args.reference_model_path, test, probs, predictor.thresholds, args)
         except (FileNotFoundError, ValueError, OSError, tarfile.TarError) as exc:
-            print(f"error: cannot score the reference model {args.reference_model_path}: {exc}", file=sys.stderr)
+            logger.error("cannot score the reference model %s: %s", args.reference_model_path, exc)
             return 2
         ref = report["reference"]
-        print(f"reference (torch): f1_macro={_fmt(ref['f1_macro'])}; {backend} changes {ref['decisions_changed']} of "
-              f"{ref['decisions']} decisions (max probability difference {ref['max_probability_difference']:.4f})")
-    out = args.output_dir
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "evaluation.json").write_text(json.dumps(report, indent=2))
-    plot_confusion_matrices(report, out / "confusion_matrices.png")
-    plot_roc_curves(roc_curves(y_true, probs, predictor.label_names), out / "roc_curves.png")
-    plot_label_confusion(label_confusion(y_true, decide(probs, predictor.thresholds), predictor.label_names),
-                         out / "label_confusion.png")
-    metrics = report["multilabel_classification_metrics"]
-    for key in HEADLINE:
-        value, std = metrics[key]["value"], metrics[key]["standard_deviation"]
-        print(f"test_{key}={_fmt(value)}" + (f" (± {std:.4f})" if std is not None else ""))
-    worst = sorted(((m["f1"] or 0.0, name) for name, m in metrics["per_label"].items()))[:3]
-    print("weakest labels: " + ", ".join(f"{name} F1 {f1:.2f}" for f1, name in worst))
-    print(f"wrote {out / 'evaluation.json'} and plots")
+        logger.info(f"reference (torch): f1_macro={_fmt(ref['f1_macro'])}; {backend} changes "
+                    f"{ref['decisions_changed']} of {ref['decisions']} decisions (max probability difference "
+                    f"{ref['max_probability_difference']:.4f})")
+    write_outputs(report, y_true, probs, predictor, args.output_dir)
+    log_headline(report)
+    logger.info("wrote %s and plots", args.output_dir / EVALUATION_FILE)
     return 0
 
 

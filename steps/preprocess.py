@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
 from mlcore.config import PROCESSING_ROOT
+from mlcore.logs import configure_step_logging
+
+logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_INPUT_DIR = PROCESSING_ROOT / "input" / "data"
@@ -50,50 +54,70 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def split_data(result, args, log=print) -> tuple[dict, list[str]]:
+def split_data(result, args) -> tuple[dict, list[str]]:
     """The three splits (given ones kept, a single file split with stratification) and notes on what was done."""
     from mlcore.datasets import DatasetError
-    from mlcore.splitting import iterative_stratification, stratified_split
 
     splits, notes = dict(result.splits), []
     if "all" in splits or set(splits) == {"train"}:
-        data = splits.pop("all") if "all" in splits else splits.pop("train")
-        index = stratified_split(data.matrix(), args.validation_fraction, args.test_fraction, args.seed)
-        splits = {name: data.subset(rows) for name, rows in index.items()}
-        notes.append(f"{'one file' if 'all' in result.splits else 'only a train split'} given: split "
-                     f"{len(data)} rows with multi-label stratification (seed {args.seed}): "
-                     + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
+        splits = _split_single(splits, "all" in result.splits, args, notes)
     if len(splits.get("train", ())) == 0:
         raise DatasetError(f"no training rows: the source has {', '.join(f'{k} ({len(v)} rows)' for k, v in splits.items())}",
                            args.input or args.input_dir, hint="Provide a train.* file or a single data file")
     for missing in [s for s in ("validation", "test") if len(splits.get(s, ())) == 0]:
-        train = splits["train"]
-        if len(train) < 2:
-            raise DatasetError(f"cannot carve a {missing} split out of {len(train)} training row(s)",
-                               args.input or args.input_dir, hint="Provide more rows or a validation/test file")
-        fraction = args.validation_fraction if missing == "validation" else args.test_fraction
-        assignment = iterative_stratification(train.matrix(), [1 - fraction, fraction], args.seed)
-        splits[missing] = train.subset([i for i, a in enumerate(assignment) if a == 1])
-        splits["train"] = train.subset([i for i, a in enumerate(assignment) if a == 0])
-        notes.append(f"no {missing} rows given: carved {len(splits[missing])} rows out of train "
-                     f"(stratified, {fraction:.0%})")
+        _carve(splits, missing, args, notes)
     if args.max_rows:
-        import numpy as np
-
-        rng = np.random.default_rng(args.seed)
-        for name in SPLITS:
-            if len(splits[name]) > args.max_rows:
-                keep = np.sort(rng.choice(len(splits[name]), args.max_rows, replace=False))
-                notes.append(f"--max-rows {args.max_rows}: kept {args.max_rows} of {len(splits[name])} {name} rows")
-                splits[name] = splits[name].subset(keep.tolist())
+        _sample(splits, args, notes)
     for name in SPLITS:
         counts = splits[name].matrix().sum(axis=0)
         absent = [label for label, count in zip(splits[name].label_names, counts) if count == 0]
         if absent:
             notes.append(f"warning: {len(absent)} label(s) have no example in {name}: {', '.join(absent[:10])}")
     for note in notes:
-        log(note)
+        logger.info(note)
     return {name: splits[name] for name in SPLITS}, notes
+
+
+def _split_single(splits: dict, one_file: bool, args, notes: list[str]) -> dict:
+    """One file (or only a train split): train/validation/test with multi-label stratification."""
+    from mlcore.splitting import stratified_split
+
+    data = splits.pop("all") if "all" in splits else splits.pop("train")
+    index = stratified_split(data.matrix(), args.validation_fraction, args.test_fraction, args.seed)
+    splits = {name: data.subset(rows) for name, rows in index.items()}
+    notes.append(f"{'one file' if one_file else 'only a train split'} given: split "
+                 f"{len(data)} rows with multi-label stratification (seed {args.seed}): "
+                 + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
+    return splits
+
+
+def _carve(splits: dict, missing: str, args, notes: list[str]) -> None:
+    """A missing validation or test split, carved out of train (stratified)."""
+    from mlcore.datasets import DatasetError
+    from mlcore.splitting import iterative_stratification
+
+    train = splits["train"]
+    if len(train) < 2:
+        raise DatasetError(f"cannot carve a {missing} split out of {len(train)} training row(s)",
+                           args.input or args.input_dir, hint="Provide more rows or a validation/test file")
+    fraction = args.validation_fraction if missing == "validation" else args.test_fraction
+    assignment = iterative_stratification(train.matrix(), [1 - fraction, fraction], args.seed)
+    splits[missing] = train.subset([i for i, a in enumerate(assignment) if a == 1])
+    splits["train"] = train.subset([i for i, a in enumerate(assignment) if a == 0])
+    notes.append(f"no {missing} rows given: carved {len(splits[missing])} rows out of train "
+                 f"(stratified, {fraction:.0%})")
+
+
+def _sample(splits: dict, args, notes: list[str]) -> None:
+    """--max-rows: a seeded random sample of each split that is larger."""
+    import numpy as np
+
+    rng = np.random.default_rng(args.seed)
+    for name in SPLITS:
+        if len(splits[name]) > args.max_rows:
+            keep = np.sort(rng.choice(len(splits[name]), args.max_rows, replace=False))
+            notes.append(f"--max-rows {args.max_rows}: kept {args.max_rows} of {len(splits[name])} {name} rows")
+            splits[name] = splits[name].subset(keep.tolist())
 
 
 def labels_table(stats: dict) -> str:
@@ -109,6 +133,7 @@ def labels_table(stats: dict) -> str:
 
 
 def main(argv=None) -> int:
+    configure_step_logging()
     args = parse_args(argv)
     from mlcore.datasets import DatasetError, load_source, statistics, write_split
 
@@ -118,13 +143,13 @@ def main(argv=None) -> int:
             and DEFAULT_LABELS_FILE.is_file() and not (Path(source).is_dir() and (Path(source) / "labels.txt").is_file()):
         labels_file = DEFAULT_LABELS_FILE
     try:
-        print(f"loading {source}" + (f" (labels: {labels_file})" if labels_file else ""), flush=True)
+        logger.info("loading %s%s", source, f" (labels: {labels_file})" if labels_file else "")
         result = load_source(source, labels_file=labels_file, text_column=args.text_column,
                              label_column=args.label_column, require_labels=args.require_labels)
-        print(f"loaded: {result.report.summary()}", flush=True)
+        logger.info("loaded: %s", result.report.summary())
         splits, notes = split_data(result, args)
     except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        logger.error("%s", exc)
         return 2
     for name in SPLITS:
         write_split(splits[name], args.output_dir / name)
@@ -134,14 +159,14 @@ def main(argv=None) -> int:
                  max_rows=args.max_rows or None, notes=notes)
     (args.output_dir / "statistics").mkdir(parents=True, exist_ok=True)
     (args.output_dir / "statistics" / "statistics.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False))
-    print(f"{len(result.label_names)} labels; label counts per split:")
-    print(labels_table(stats))
+    logger.info("%d labels; label counts per split:", len(result.label_names))
+    logger.info(labels_table(stats))
     for name in SPLITS:
         s = stats["splits"][name]
-        print(f"{name:<10} rows={s['rows']:<6} labels/row={s['labels_per_row']:<6} without labels="
-              f"{s['rows_without_labels']:<5} chars p50/p95={s['length']['chars']['p50']:.0f}/"
-              f"{s['length']['chars']['p95']:.0f}")
-    print(f"wrote {', '.join(str(args.output_dir / n) for n in SPLITS)} and statistics/statistics.json")
+        logger.info(f"{name:<10} rows={s['rows']:<6} labels/row={s['labels_per_row']:<6} without labels="
+                    f"{s['rows_without_labels']:<5} chars p50/p95={s['length']['chars']['p50']:.0f}/"
+                    f"{s['length']['chars']['p95']:.0f}")
+    logger.info("wrote %s and statistics/statistics.json", ", ".join(str(args.output_dir / n) for n in SPLITS))
     return 0
 
 

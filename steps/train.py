@@ -12,11 +12,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
-from mlcore.config import (TrainingConfig, add_dataclass_arguments, dataclass_from_namespace, sm_path,
-                           write_failure_reason)
+from mlcore.config import (
+    TrainingConfig,
+    add_dataclass_arguments,
+    dataclass_from_namespace,
+    sm_path,
+    write_failure_reason,
+)
+from mlcore.logs import configure_step_logging
+
+logger = logging.getLogger(__name__)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -52,8 +61,7 @@ def parse_args(argv=None):
 FULL_MODEL_DIR = "model"  # under SM_OUTPUT_DATA_DIR: the complete model (torch reference + every export)
 
 
-def package_for_serving(full_dir: Path, serving_dir: Path, validation, export_onnx: bool = True,
-                        log=print) -> dict:
+def package_for_serving(full_dir: Path, serving_dir: Path, validation, export_onnx: bool = True) -> dict:
     """Export ONNX (int8 where it keeps quality) in `full_dir`, then copy what serving needs to `serving_dir`."""
     from mlcore.packaging import package_serving_model
 
@@ -61,19 +69,20 @@ def package_for_serving(full_dir: Path, serving_dir: Path, validation, export_on
         try:
             from mlcore.onnx_backend import export_onnx as export
 
-            report = export(full_dir, quantize=True, validation=validation, log=log)
-            log(f"onnx export: serving backend {report.get('backend')}")
+            report = export(full_dir, quantize=True, validation=validation)
+            logger.info("onnx export: serving backend %s", report.get("backend"))
         except Exception as exc:  # serving falls back to the PyTorch reference backend
             (full_dir / "serving.json").write_text(json.dumps({"backend": "torch", "onnx_error": str(exc)}))
-            log(f"warning: ONNX export failed ({exc.__class__.__name__}: {exc}); the model will be served with torch")
+            logger.warning("ONNX export failed (%s: %s); the model will be served with torch", exc.__class__.__name__, exc)
     else:
         (full_dir / "serving.json").write_text(json.dumps({"backend": "torch", "note": "--export-onnx false"}))
     doc = package_serving_model(full_dir, serving_dir)
-    log(f"serving artifact ({doc['backend']}): {', '.join(doc['files'])} + code/")
+    logger.info("serving artifact (%s): %s + code/", doc["backend"], ", ".join(doc["files"]))
     return doc
 
 
 def main(argv=None) -> int:
+    configure_step_logging()
     cfg, args = parse_args(argv)
     from mlcore.datasets import DatasetError, read_split
     from mlcore.modeling import BaseModelError
@@ -85,14 +94,14 @@ def main(argv=None) -> int:
         validation = read_split(args.validation_dir)
         result = train(cfg, train_data, validation, full_dir, checkpoint_dir=args.checkpoint_dir)
     except (DatasetError, BaseModelError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        logger.error("%s", exc)
         write_failure_reason(f"train.py: error: {exc}")
         return 2
     package_for_serving(full_dir, Path(args.model_dir), validation, export_onnx=args.export_onnx == "true")
     (args.output_data_dir / "history.json").write_text(json.dumps(result.history, indent=2))
-    print(f"best_epoch={result.best_epoch} train_seconds={result.wall_seconds:.1f} "
-          f"peak_rss_mb={result.peak_rss_mb:.0f} steps={result.steps}")
-    print("validation (tuned thresholds): " + " ".join(
+    logger.info("best_epoch=%d train_seconds=%.1f peak_rss_mb=%.0f steps=%d", result.best_epoch,
+                result.wall_seconds, result.peak_rss_mb, result.steps)
+    logger.info("validation (tuned thresholds): " + " ".join(
         f"{k}={v:.4f}" for k, v in result.validation.items() if isinstance(v, float)))
     return 0
 

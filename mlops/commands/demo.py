@@ -51,8 +51,9 @@ def start_local_stack(settings: Settings):
     from lambda_fn import local_adapter
     from mlops.commands.stack import StackPorts, lambda_env
     from mlops.local_endpoint import LocalEndpoint, create_proxy_app
+    from mlops.ports import free_port
 
-    ports = StackPorts(endpoint=_free_port(), lambda_url=_free_port(), site=0)
+    ports = StackPorts(endpoint=free_port(), lambda_url=free_port(), site=0)
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(create_proxy_app(LocalEndpoint(settings.home, spec.ENDPOINT_NAME)))
 
@@ -73,14 +74,6 @@ def start_local_stack(settings: Settings):
         loop.call_soon_threadsafe(loop.stop)
 
     return {"endpoint": f"http://127.0.0.1:{ports.endpoint}", "lambda": f"http://127.0.0.1:{ports.lambda_url}/"}, stop
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def show_predictions(lambda_url: str) -> None:

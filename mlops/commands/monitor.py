@@ -62,7 +62,8 @@ def _config(args) -> MonitorConfig:
 
 
 def _baseline_dir(args, settings: Settings) -> Path:
-    from monitoring.baseline import BaselineError, resolve_local_baseline
+    from mlops.local_baseline import resolve_local_baseline
+    from monitoring.baseline import BaselineError
 
     if args.baseline_dir:
         path = Path(args.baseline_dir)
@@ -187,7 +188,7 @@ def cmd_report(args) -> int:
 def cmd_baseline(args) -> int:
     import numpy as np
 
-    from monitoring.baseline import write_score_baseline, load_baseline
+    from monitoring.baseline import load_baseline, write_score_baseline
     from monitoring.capture import read_capture
     from monitoring.job import align
 
@@ -204,7 +205,7 @@ def cmd_baseline(args) -> int:
         source = f"model {args.model} on {args.data}"
     else:
         captured, _, _ = read_capture(_capture_dir(args, settings), args.since, args.until, progress=not args.quiet)
-        kept, scores, mismatched = align(captured, labels)
+        _kept, scores, mismatched = align(captured, labels)
         if mismatched:
             print(f"note: {len(mismatched)} captured text(s) lack some baseline labels and were skipped", file=sys.stderr)
         source = f"capture {args.since or 'start'} .. {args.until or 'end'}"

@@ -10,7 +10,6 @@ from pipelines import spec
 
 ORDER = 70
 
-DEFAULT_PREFIX = "bert-multilabel"
 
 
 def _common(parser: argparse.ArgumentParser, role: bool = False, build: bool = False) -> None:
@@ -18,7 +17,7 @@ def _common(parser: argparse.ArgumentParser, role: bool = False, build: bool = F
     parser.add_argument("--pipeline-name", default=spec.PIPELINE_NAME, help=f"default: {spec.PIPELINE_NAME}")
     parser.add_argument("--bucket", default=os.environ.get("ARTIFACT_BUCKET"),
                         help="artifact bucket (default: $ARTIFACT_BUCKET, else sagemaker-<region>-<account>)")
-    parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="S3 key prefix and job name prefix")
+    parser.add_argument("--prefix", default=spec.BASE_JOB_PREFIX, help="S3 key prefix and job name prefix")
     if role:
         parser.add_argument("--role-arn", default=os.environ.get("SAGEMAKER_PIPELINE_ROLE_ARN"),
                             help="execution role of the pipeline and its jobs (default: $SAGEMAKER_PIPELINE_ROLE_ARN)")
@@ -82,9 +81,9 @@ def cmd_upsert(args: argparse.Namespace) -> int:
 
 @_guard
 def cmd_start(args: argparse.Namespace) -> int:
-    from pipelines.run_pipeline import parse_assignments, start, wait
+    from pipelines.run_pipeline import parse_overrides, start, wait
 
-    overrides = parse_assignments(args.param, "--param")
+    overrides = parse_overrides(args.param, "--param")
     arn = start(args.region, args.pipeline_name, overrides, args.bucket, args.prefix, args.display_name)
     print(arn)
     if args.wait:

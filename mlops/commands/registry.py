@@ -1,4 +1,9 @@
-"""`mlops registry`: list, describe, approve and reject model package versions in the local registry."""
+"""`mlops registry`: list, describe, approve and reject model package versions in the local registry.
+
+The local model registry ($MLOPS_HOME/registry, MLOPS_HOME defaults to ./.mlops): model package
+versions with SageMaker's approval statuses. approve/reject emit the 'SageMaker Model Package State
+Change' event to $MLOPS_HOME/events.jsonl.
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +13,7 @@ import sys
 from mlops.cli import CliError
 from mlops.settings import Settings
 from pipelines.registry import LocalModelRegistry, RegistryError
+from pipelines.spec import MODEL_PACKAGE_GROUP
 
 ORDER = 20
 TABLE_METRICS = ("f1_macro", "roc_auc_macro")
@@ -17,7 +23,7 @@ def publish_event(event: dict, settings: Settings, echo: bool = True, deploy: bo
     """Deliver a model package state-change event: append it to <home>/events.jsonl (and print it).
 
     With `deploy`, the event also goes to the deploy handler's decision logic (lambda_fn/deploy.py)
-    with the local backend, as EventBridge would deliver it to the deploy Lambda on AWS.
+    with the local backend (mlops/local_deploy.py), as EventBridge would deliver it to the deploy Lambda on AWS.
     """
     settings.home.mkdir(parents=True, exist_ok=True)
     with open(settings.events_file, "a", encoding="utf-8") as fh:
@@ -26,7 +32,8 @@ def publish_event(event: dict, settings: Settings, echo: bool = True, deploy: bo
         print(json.dumps(event, indent=2))
     if not deploy:
         return None
-    from lambda_fn.deploy import LocalBackend, decide
+    from lambda_fn.deploy import decide
+    from mlops.local_deploy import LocalBackend
     from mlops.local_endpoint import DeployError
 
     try:
@@ -122,15 +129,11 @@ def _change(args, status: str) -> int:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "registry", help="list, describe, approve or reject registered model versions",
-        description="The local model registry ($MLOPS_HOME/registry, MLOPS_HOME defaults to ./.mlops): "
-                    "model package versions with SageMaker's approval statuses. approve/reject emit the "
-                    "'SageMaker Model Package State Change' event to $MLOPS_HOME/events.jsonl.",
-    )
+    parser = subparsers.add_parser("registry", help="list, describe, approve or reject registered model versions",
+                                   description=__doc__)
     sub = parser.add_subparsers(dest="registry_command", metavar="ACTION", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--group", help="model package group (default: $MLOPS_MODEL_PACKAGE_GROUP or bert-multilabel)")
+    common.add_argument("--group", help=f"model package group (default: $MLOPS_MODEL_PACKAGE_GROUP or {MODEL_PACKAGE_GROUP})")
 
     p = sub.add_parser("list", parents=[common], help="table of versions with status and headline metrics")
     p.add_argument("--status", choices=["PendingManualApproval", "Approved", "Rejected"], help="only this status")

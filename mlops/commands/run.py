@@ -1,4 +1,9 @@
-"""`mlops run`: execute the pipeline DAG locally (preprocess, train, evaluate, quality gate, register)."""
+"""`mlops run`: execute the pipeline DAG locally (preprocess, train, evaluate, quality gate, register).
+
+Run the pipeline DAG of pipelines/spec.py on this machine with the real step scripts,
+the way SageMaker would (same parameters, paths and quality gate), then register a
+passing model in the local model registry.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +11,7 @@ from typing import Iterable
 
 from mlops.cli import CliError
 from mlops.settings import Settings
-from pipelines import spec
+from pipelines import parameters, spec
 
 ORDER = 10
 
@@ -15,14 +20,11 @@ SHORTCUTS = {"input": "InputData", "epochs": "Epochs", "base_model": "BaseModel"
 
 
 def parse_assignments(items: Iterable[str], flag: str) -> dict[str, str]:
-    """`NAME=VALUE` strings as a dict; a malformed item is a CliError naming the flag."""
-    out: dict[str, str] = {}
-    for item in items or ():
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise CliError(f"{flag} expects NAME=VALUE, got {item!r} (e.g. {flag} Epochs=1)")
-        out[name.strip()] = value
-    return out
+    """`NAME=VALUE` strings as a dict (`pipelines.parameters.parse_assignments`); errors are CliErrors."""
+    try:
+        return parameters.parse_assignments(items, flag)
+    except parameters.PipelineError as exc:
+        raise CliError(str(exc)) from None
 
 
 def parameters_epilog() -> str:
@@ -69,13 +71,13 @@ def collect_parameters(args: argparse.Namespace, base: dict[str, str] | None = N
 def run(params: dict[str, str], hps: dict[str, str], no_cache: bool, settings: Settings | None = None):
     """Run the pipeline; registration events go to the local deploy handler, as EventBridge would."""
     from mlops.commands.registry import publish_event
-    from pipelines.local_runner import PipelineError, run_pipeline
+    from pipelines.local_runner import run_pipeline
 
     settings = settings or Settings.from_env()
     try:
         return run_pipeline(params, settings, cache=not no_cache, hyperparameters=hps,
                             on_event=lambda event: publish_event(event, settings, echo=False, deploy=True))
-    except PipelineError as exc:
+    except parameters.PipelineError as exc:
         raise CliError(str(exc)) from None
 
 
@@ -91,12 +93,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "run", help="run the pipeline locally: preprocess, train, evaluate, quality gate, register",
-        description="Run the pipeline DAG of pipelines/spec.py on this machine with the real step scripts,\n"
-                    "the way SageMaker would (same parameters, paths and quality gate), then register a\n"
-                    "passing model in the local model registry.",
-        epilog=parameters_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = subparsers.add_parser("run", help="run the pipeline locally: preprocess, train, evaluate, quality gate, "
+                                   "register", description=__doc__, epilog=parameters_epilog(),
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_options(parser)
     parser.set_defaults(func=cmd_run)

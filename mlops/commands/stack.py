@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,9 @@ from pathlib import Path
 
 import requests
 
+from mlcore.config import env_value
 from mlops.cli import CliError
+from mlops.ports import port_is_free
 from mlops.settings import Settings
 from pipelines import spec
 
@@ -33,11 +34,10 @@ PORT_VARS = {"endpoint": "MLOPS_ENDPOINT_PORT", "lambda_url": "MLOPS_LAMBDA_PORT
 
 
 def _env_port(name: str, default: int) -> int:
-    raw = os.environ.get(name, str(default))
     try:
-        port = int(raw)
+        port = env_value(name, default)
     except ValueError:
-        raise CliError(f"{name}={raw!r} is not a port number (1-65535)") from None
+        raise CliError(f"{name}={os.environ.get(name)!r} is not a port number (1-65535)") from None
     if not 1 <= port <= 65535:
         raise CliError(f"{name}={port} is not a port number (1-65535)")
     return port
@@ -55,12 +55,9 @@ class StackPorts:
         """Fail before starting anything when a port is taken (a previous `mlops up` still running?)."""
         for name in names:
             port = getattr(self, name)
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    raise CliError(f"port {port} ({PORT_VARS[name]}) is in use: stop what runs there "
-                                   f"(another `mlops up`?) or set {PORT_VARS[name]} to a free port") from None
+            if not port_is_free(port):
+                raise CliError(f"port {port} ({PORT_VARS[name]}) is in use: stop what runs there "
+                               f"(another `mlops up`?) or set {PORT_VARS[name]} to a free port")
 
 
 def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
@@ -79,7 +76,7 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = N
 
 def ensure_serving(settings: Settings, log=print) -> int | None:
     """Deploy the newest Approved version when the endpoint serves nothing (e.g. after a reboot)."""
-    from lambda_fn.deploy import LocalBackend
+    from mlops.local_deploy import LocalBackend
 
     backend = LocalBackend(settings)
     current = backend.serving_version()

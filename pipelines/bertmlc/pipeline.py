@@ -6,18 +6,18 @@ an SDK change is fixed here. `get_pipeline(...)` follows the AWS MLOps project t
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import tempfile
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from pipelines.source_bundle import step_source_bundle
 from mlcore.config import TrainingConfig
 from pipelines import spec
+from pipelines.digests import hash_path
+from pipelines.parameters import training_hyperparameters
+from pipelines.source_bundle import step_source_bundle
 
-BASE_JOB_PREFIX = "bert-multilabel"
+BASE_JOB_PREFIX = spec.BASE_JOB_PREFIX
 PROCESSING_INSTANCE_TYPE = spec.PARAMETERS_BY_NAME["ProcessingInstanceType"].default
 TRAINING_INSTANCE_TYPE = spec.PARAMETERS_BY_NAME["TrainingInstanceType"].default
 # Hugging Face DLCs: training (GPU, transformers 5.x as this project needs) and inference (CPU+GPU);
@@ -63,27 +63,6 @@ def build_parameters(defaults: dict[str, Any] | None = None) -> dict[str, Any]:
     return {p.name: _parameter(p, defaults.get(p.name, p.default)) for p in spec.PARAMETERS}
 
 
-def training_hyperparameters(params: dict[str, Any], config: TrainingConfig | None = None) -> dict[str, Any]:
-    """TrainingConfig fields as `--name value` hyperparameters; fields in HYPERPARAMETER_SOURCES come from parameters."""
-    config = config or TrainingConfig()
-    hps: dict[str, Any] = {}
-    for f in fields(config):
-        key = f.name.replace("_", "-")
-        source = spec.HYPERPARAMETER_SOURCES.get(f.name)
-        value = getattr(config, f.name)
-        hps[key] = params[source] if source else (str(value).lower() if isinstance(value, bool) else str(value))
-    hps["progress"] = "false"  # a progress bar only clutters CloudWatch logs
-    return hps
-
-
-def bundle_digest(bundle: Path) -> str:
-    """A content hash of a source bundle (relative paths + bytes), used in its S3 location."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in bundle.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(bundle).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
-
-
 def _job_name(prefix: str, step: str, digest: str) -> str:
     """A deterministic name for the code upload location (SageMaker job names: 63 chars, [a-zA-Z0-9-])."""
     name = re.sub(r"[^a-zA-Z0-9-]+", "-", f"{prefix}-{step}-{digest}")
@@ -109,32 +88,28 @@ def get_pipeline(
     """Build the pipeline (uploads the step source bundle to S3; starts nothing).
 
     `input_data_uri` is the S3 default of the InputData parameter (SageMaker reads S3 only); when None,
-    the spec's default ('demo') is uploaded by `pipelines.run_pipeline.stage_input_data`.
+    the spec's default ('demo') is uploaded by `pipelines.input_data.stage_input_data`.
     """
     from sagemaker.core import image_uris
     from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
     from sagemaker.core.processing import FrameworkProcessor
-    from sagemaker.core.shapes import (ProcessingInput, ProcessingOutput, ProcessingS3Input,
-                                       ProcessingS3Output)
+    from sagemaker.core.shapes import ProcessingInput, ProcessingOutput, ProcessingS3Input, ProcessingS3Output
     from sagemaker.core.training.configs import CheckpointConfig, Compute, InputData, SourceCode, StoppingCondition
-    from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo
     from sagemaker.core.workflow.execution_variables import ExecutionVariables
-    from sagemaker.core.workflow.functions import Join, JsonGet
+    from sagemaker.core.workflow.functions import Join
     from sagemaker.core.workflow.properties import PropertyFile
-    from sagemaker.mlops.workflow import (CacheConfig, ConditionStep, FailStep, ModelStep, Pipeline,
-                                          ProcessingStep, TrainingStep)
+    from sagemaker.mlops.workflow import CacheConfig, ModelStep, Pipeline, ProcessingStep, TrainingStep
     from sagemaker.serve.model_builder import ModelBuilder
     from sagemaker.train.model_trainer import ModelTrainer
 
     from pipelines.aws_session import pipeline_session
+    from pipelines.input_data import stage_input_data
 
     if not role:
         raise ValueError("an execution role ARN is needed to build the pipeline (role=...)")
     session = sagemaker_session or pipeline_session(region, default_bucket)
     bucket = default_bucket or session.default_bucket()
     if input_data_uri is None:  # the spec's default ('demo'), staged to S3 where SageMaker can read it
-        from pipelines.run_pipeline import stage_input_data
-
         input_data_uri = stage_input_data(spec.PARAMETERS_BY_NAME["InputData"].default, session.boto_session,
                                           bucket, base_job_prefix)
     if not str(input_data_uri).startswith("s3://"):
@@ -161,7 +136,7 @@ def get_pipeline(
         tmp = tempfile.TemporaryDirectory(prefix="bertmlc-bundle-")
         build_dir = tmp.name
     bundle = step_source_bundle(Path(build_dir) / "source")
-    digest = bundle_digest(bundle)
+    digest = hash_path(bundle)[:16]  # content-addressed code location
 
     def execution_path(*parts: str):
         """An S3 prefix unique to one pipeline execution (outputs never overwrite a registered version's)."""
@@ -206,7 +181,7 @@ def get_pipeline(
         stopping_condition=StoppingCondition(
             max_runtime_in_seconds=MAX_TRAINING_SECONDS,
             **({"max_wait_time_in_seconds": MAX_SPOT_WAIT_SECONDS} if use_spot_instances else {})),
-        hyperparameters=training_hyperparameters(params, training_config),
+        hyperparameters=_hyperparameters(params, training_config),
         # Per execution: a spot restart of this job resumes, a later execution starts fresh.
         checkpoint_config=CheckpointConfig(s3_uri=execution_path("checkpoints"), local_path="/opt/ml/checkpoints"),
         output_data_config=_output_data_config(f"{prefix_uri}/models"),
@@ -253,17 +228,7 @@ def get_pipeline(
     step_register = ModelStep(name=spec.REGISTER, step_args=register_args)
 
     # 5. The quality gate: every spec.QUALITY_GATE metric must reach its threshold parameter.
-    gate_values = {path: JsonGet(step_name=step_evaluate.name, property_file=evaluation_report, json_path=path)
-                   for path, _ in spec.QUALITY_GATE}
-    conditions = [ConditionGreaterThanOrEqualTo(left=gate_values[path], right=params[threshold])
-                  for path, threshold in spec.QUALITY_GATE]
-    message_parts: list[Any] = ["Model below the quality gate:"]
-    for path, threshold in spec.QUALITY_GATE:
-        message_parts += [f" {path.rsplit('.', 2)[-2]}=", gate_values[path], f" (needs >= {threshold}=",
-                          params[threshold], ")"]
-    step_fail = FailStep(name=spec.FAIL, error_message=Join(on="", values=message_parts))
-    step_check = ConditionStep(name=spec.CHECK, conditions=conditions, if_steps=[step_register],
-                               else_steps=[step_fail])
+    step_check = _quality_gate(step_evaluate, evaluation_report, params, step_register)
 
     pipeline = Pipeline(
         name=pipeline_name,
@@ -273,6 +238,31 @@ def get_pipeline(
     )
     pipeline._bertmlc_bundle_tmp = tmp  # keep the bundle alive as long as the pipeline object
     return pipeline
+
+
+def _quality_gate(step_evaluate, evaluation_report, params: dict[str, Any], step_register):
+    """The ConditionStep: register when every gate metric reaches its parameter, else a FailStep naming them."""
+    from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo
+    from sagemaker.core.workflow.functions import Join, JsonGet
+    from sagemaker.mlops.workflow import ConditionStep, FailStep
+
+    gate_values = {path: JsonGet(step_name=step_evaluate.name, property_file=evaluation_report, json_path=path)
+                   for path, _ in spec.QUALITY_GATE}
+    conditions = [ConditionGreaterThanOrEqualTo(left=gate_values[path], right=params[threshold])
+                  for path, threshold in spec.QUALITY_GATE]
+    message_parts: list[Any] = ["Model below the quality gate:"]
+    for path, threshold in spec.QUALITY_GATE:
+        message_parts += [f" {path.rsplit('.', 2)[-2]}=", gate_values[path], f" (needs >= {threshold}=",
+                          params[threshold], ")"]
+    step_fail = FailStep(name=spec.FAIL, error_message=Join(on="", values=message_parts))
+    return ConditionStep(name=spec.CHECK, conditions=conditions, if_steps=[step_register], else_steps=[step_fail])
+
+
+def _hyperparameters(params: dict[str, Any], config: TrainingConfig | None) -> dict[str, Any]:
+    """Every TrainingConfig field as a hyperparameter, the sourced ones from the pipeline parameters."""
+    hps = training_hyperparameters(params, config or TrainingConfig())
+    hps["progress"] = "false"  # a progress bar only clutters CloudWatch logs
+    return hps
 
 
 def _metric_definition(definition: dict):

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from lambda_fn import predict
 from lambda_fn.local_adapter import LambdaContext, function_url_event
 from pipelines.bertmlc.pipeline import MODEL_ENVIRONMENT
-from pipelines.local_runner import make_model_tarball
+from pipelines.tarball import make_model_tarball
 from tests.helpers.aws_runtime import DLC_PYTHON, group_alive, missing_runtime, runtime_front, start_dlc_endpoint
 from tests.helpers.servers import free_port
 

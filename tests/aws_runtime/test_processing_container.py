@@ -26,7 +26,8 @@ import pytest
 
 from mlops.settings import Settings
 from pipelines import spec
-from pipelines.local_runner import LocalPipelineRunner, make_model_tarball
+from pipelines.local_runner import LocalPipelineRunner
+from pipelines.tarball import make_model_tarball
 from tests.helpers import sagemaker_jobs as jobs
 from tests.helpers.data import keyword_rows, write_split_dir
 
@@ -152,7 +153,7 @@ def test_preprocess_container_writes_the_splits_the_local_runner_writes(preproce
             assert (outputs[split] / name).read_bytes() == (local / split / name).read_bytes(), (split, name)
     rows = {split: len((outputs[split] / "data.jsonl").read_text().splitlines()) for split in SPLITS}
     assert rows["train"] > rows["validation"] > 0 and rows["test"] > 0
-    from mlcore.demo_data import LABELS
+    from mlcore.datasets.demo import LABELS
 
     assert json.loads((outputs["train"] / "labels.json").read_text())["labels"] == LABELS
 

@@ -177,8 +177,8 @@ def drivers_job(tmp_path_factory, train_step, known) -> Job:
 # ----------------------------------------------------------------------------- what a job must leave
 def check_serving_artifact(model: Path, bundle_mlcore: Path) -> dict:
     """SM_MODEL_DIR: the chosen backend's weights only, the model files, code/ for the toolkit, no pip at start."""
-    from mlcore.predictor import BACKEND_FILES
     from mlcore.packaging import vendor_identity
+    from mlcore.predictor import BACKEND_FILES
 
     doc = json.loads((model / "serving.json").read_text())
     backend = doc["backend"]

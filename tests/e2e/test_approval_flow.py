@@ -16,9 +16,9 @@ from mlops.commands.demo import start_local_stack
 from mlops.local_endpoint import LocalEndpoint
 from mlops.settings import Settings
 from pipelines import spec
-from pipelines.local_runner import make_model_tarball
 from pipelines.registry import LocalModelRegistry
-from tests.conftest import save_tiny_bert
+from pipelines.tarball import make_model_tarball
+from tests.helpers.models import save_tiny_bert
 
 TEXTS = ["an apple and a banana", "coconut cherry"]
 
@@ -104,7 +104,7 @@ def test_approve_serve_switch_under_load_and_roll_back(home):
 
 
 def test_a_version_that_fails_to_start_leaves_the_old_one_serving(home, tmp_path):
-    settings, models = home
+    settings, _models = home
     assert cli_main(["registry", "approve", "1"]) == 0
     registry = LocalModelRegistry(settings.registry_dir)
     broken = tmp_path / "broken"

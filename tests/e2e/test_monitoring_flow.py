@@ -14,13 +14,11 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT, save_tiny_bert
+from tests.helpers.models import save_tiny_bert
+from tests.helpers.paths import REPO_ROOT
 
 PORT = 18520
 LABELS = ["a", "b", "c"]
-
-pytestmark = pytest.mark.skipif(not (REPO_ROOT / "inference" / "server.py").exists(),
-                                reason="inference/server.py (the model server) is not in the tree yet")
 
 
 def _flag(help_text: str, *candidates: str) -> str:

@@ -17,9 +17,9 @@ from mlops.commands.demo import start_local_stack
 from mlops.local_endpoint import LocalEndpoint
 from mlops.settings import Settings
 from pipelines import spec
-from pipelines.local_runner import make_model_tarball
 from pipelines.registry import LocalModelRegistry
-from tests.conftest import REPO_ROOT
+from pipelines.tarball import make_model_tarball
+from tests.helpers.paths import REPO_ROOT
 from tests.helpers.servers import free_port, stop, wait_http
 
 SITE = REPO_ROOT / "site"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import REPO_ROOT
+from tests.helpers.paths import REPO_ROOT
 
 DLC_VENV = REPO_ROOT / ".venv-dlc"
 DLC_PYTHON = DLC_VENV / "bin" / "python"

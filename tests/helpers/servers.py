@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,17 +10,12 @@ from pathlib import Path
 
 import requests
 
+from mlops import ports
+
 
 def free_port(start: int, end: int) -> int:
     """A free loopback TCP port in [start, end)."""
-    for port in range(start, end):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError(f"no free port in {start}-{end}")
+    return ports.free_port(range(start, end))
 
 
 def wait_http(url: str, timeout: float = 60.0, ok=(200,), proc: subprocess.Popen | None = None) -> requests.Response:

@@ -16,9 +16,10 @@ from mlcore.metrics import multilabel_report
 from mlops.local_endpoint import LocalEndpoint, _alive
 from mlops.settings import Settings
 from pipelines import spec
-from pipelines.local_runner import make_model_tarball
 from pipelines.registry import LocalModelRegistry
-from tests.conftest import REPO_ROOT, save_tiny_bert
+from pipelines.tarball import make_model_tarball
+from tests.helpers.models import save_tiny_bert
+from tests.helpers.paths import REPO_ROOT
 from tests.helpers.servers import free_port
 
 

@@ -176,7 +176,7 @@ def test_test_labels_are_aligned_to_the_model_order_by_name(tmp_path):
 def test_the_gate_scores_the_backend_that_will_serve_with_the_torch_reference_beside(tiny_classifier, tmp_path):
     """Evaluation of the artifact as the pipeline passes it: model.tar.gz + the training output.tar.gz (model/)."""
     from mlcore.metrics import quick_scores
-    from pipelines.local_runner import make_model_tarball
+    from pipelines.tarball import make_model_tarball
 
     full, artifact = tiny_classifier
     serving = json.loads((artifact / "serving.json").read_text())["backend"]

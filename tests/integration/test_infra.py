@@ -2,8 +2,10 @@
 URL, one CORS owner, the deploy Lambda's retry queue, and settings the handlers actually read."""
 from __future__ import annotations
 
+import ast
 import copy
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 from cfnlint.decode import decode
 
-from tests.conftest import REPO_ROOT
+from tests.helpers.paths import REPO_ROOT
 
 TEMPLATES = sorted((REPO_ROOT / "infra").glob("*.yaml"))
 SERVING = REPO_ROOT / "infra" / "template.yaml"
@@ -232,22 +234,54 @@ def test_alarms_cover_errors_latency_and_failed_deployments(translated):
     assert deploy_env["ROLLBACK_ALARM_NAMES"] == {"Ref": "EndpointErrorsAlarm"}
 
 
-def test_each_handler_imports_from_its_package_alone(translated):
-    """What `sam build` ships is CodeUri (lambda_fn/) + requirements.txt: no project package may be needed."""
+# What the python3.12 Lambda runtime itself provides besides the standard library.
+LAMBDA_RUNTIME_PACKAGES = {"boto3", "botocore"}
+# A Lambda context object, as much of it as powertools reads.
+FAKE_CONTEXT = ("type('Context', (), dict(function_name='f', function_version='1', memory_limit_in_mb=128, "
+                "invoked_function_arn='arn:aws:lambda:us-east-1:123456789012:function:f', aws_request_id='r', "
+                "get_remaining_time_in_millis=lambda self: 30000))()")
+
+
+def test_each_handler_imports_and_runs_from_its_package_alone(translated):
+    """What `sam build` ships is CodeUri (lambda_fn/) + requirements.txt: no project package may be needed,
+    at import or when a handler runs, and every third-party import is in requirements.txt or the runtime."""
     code_dir = (SERVING.parent / _load(SERVING)["Globals"]["Function"]["CodeUri"]).resolve()
     requirements = (code_dir / "requirements.txt").read_text()
     assert "aws-lambda-powertools" in requirements
+    shipped = {re.split(r"[<>=!~ ]", line.strip(), maxsplit=1)[0].replace("-", "_").lower()
+               for line in requirements.splitlines() if line.strip() and not line.startswith("#")}
+    third_party = {node.module.split(".")[0] if isinstance(node, ast.ImportFrom) else alias.name.split(".")[0]
+                   for path in code_dir.glob("*.py") for node in ast.walk(ast.parse(path.read_text()))
+                   if isinstance(node, (ast.Import, ast.ImportFrom)) and not getattr(node, "level", 0)
+                   for alias in node.names}
+    third_party = {m for m in third_party if m not in sys.stdlib_module_names and m not in ("__future__", "lambda_fn")}
+    assert third_party - shipped - LAMBDA_RUNTIME_PACKAGES == set(), "imported but neither shipped nor in the runtime"
     handlers = [r["Properties"]["Handler"] for r in translated["Resources"].values()
                 if r["Type"] == "AWS::Lambda::Function"]
     assert sorted(handlers) == ["deploy.handler", "predict.handler"]
     blocked = ["mlcore", "mlops", "pipelines", "inference", "steps", "monitoring", "lambda_fn"]
-    script = "; ".join([
+    options = {"requestContext": {"http": {"method": "OPTIONS"}, "requestId": "r"},
+               "headers": {"origin": "https://example.com"}, "version": "2.0"}
+    script = "\n".join([
         "import sys, importlib",
         f"sys.modules.update(dict.fromkeys({blocked!r}))",  # None: importing them raises ImportError
         *[f"assert callable(getattr(importlib.import_module({h.split('.')[0]!r}), {h.split('.')[1]!r}))"
           for h in handlers],
+        # run them: a CORS preflight, and an event that is not the deploy handler's
+        "import deploy, predict",
+        f"assert predict.handler({options!r}, {FAKE_CONTEXT})['statusCode'] == 204",
+        "try:",
+        f"    deploy.handler({{'detail-type': 'Other'}}, {FAKE_CONTEXT})",
+        "except ValueError as exc:",
+        "    assert 'not a' in str(exc), exc",
+        "else:",
+        "    raise SystemExit('the deploy handler accepted an event that is not a model package state change')",
     ])
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(code_dir), "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(code_dir), "AWS_DEFAULT_REGION": "us-east-1",
+           "ALLOWED_ORIGINS": "https://example.com", "ENDPOINT_NAME": "e", "POWERTOOLS_METRICS_NAMESPACE": "Test",
+           "MODEL_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/m", "AWS_ACCESS_KEY_ID": "x",
+           "AWS_SECRET_ACCESS_KEY": "x", "RETRY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/r",
+           "FAILURES_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/f"}
     proc = subprocess.run([sys.executable, "-c", script], cwd=code_dir, env=env, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr

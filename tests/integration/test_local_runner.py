@@ -10,13 +10,7 @@ import pytest
 from mlops.cli import main as cli_main
 from pipelines import spec
 from pipelines.registry import LocalModelRegistry
-from tests.conftest import REPO_ROOT
 from tests.helpers.data import keyword_rows
-
-needs_steps = pytest.mark.skipif(
-    not all((REPO_ROOT / "steps" / s).exists() for s in ("preprocess.py", "train.py", "evaluate.py")),
-    reason="needs steps/preprocess.py, steps/train.py and steps/evaluate.py",
-)
 
 # Small and fast: one epoch over ~160 rows of a tiny BERT, no ONNX export.
 FAST = ["--epochs", "1", "-p", "MaxLength=32", "--hp", "batch_size=16", "--hp", "export_onnx=false",
@@ -56,7 +50,6 @@ def _statuses(run: dict) -> dict[str, str]:
     return {s["name"]: s["status"] for s in run["steps"]}
 
 
-@needs_steps
 @pytest.mark.slow
 def test_passing_gate_registers_then_rerun_is_cached_and_a_strict_gate_fails(world, mlops):
     base = ["run", "--input", str(world["input"]), "--base-model", str(world["base"]), *FAST]
@@ -102,7 +95,6 @@ def test_passing_gate_registers_then_rerun_is_cached_and_a_strict_gate_fails(wor
     assert status == 1 and _statuses(_run_json(out))[spec.PREPROCESS] == "succeeded"
 
 
-@needs_steps
 def test_a_failing_step_shows_its_last_lines_and_log_and_skips_the_rest(world, mlops):
     status, out, err = mlops("run", "--input", str(world["input"]), "--base-model", "no-such-org/no-such-model",
                              *FAST)
@@ -227,7 +219,7 @@ def test_null_metric_fails_the_gate_and_a_silent_step_is_a_failure(standin):
     assert gated.status == "Failed" and "roc_auc_macro=null < RocAucThreshold=0.0" in gated.failure
 
     (standin["steps"] / "evaluate.py").write_text("print('did nothing')\n")
-    broken, out = _standin_run(standin)
+    broken, _out = _standin_run(standin)
     assert broken.step(spec.EVALUATE).status == "failed"
     assert "exited 0 but wrote no evaluation.json" in broken.failure
     assert broken.step(spec.CHECK).status == "skipped" and broken.model_package is None

@@ -11,12 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlcore.metrics import multilabel_report
 from monitoring.config import MonitorConfig
 from monitoring.job import run_monitoring
 from monitoring.synthetic import capture_line, capture_path, write_lines
-
-pytest.importorskip("mlcore.metrics", reason="mlcore/metrics.py (the shared metrics library) is not in the tree yet")
-from mlcore.metrics import multilabel_report  # noqa: E402
 
 LABELS = ["joy", "anger", "fear", "love"]
 RATES = np.array([0.35, 0.2, 0.15, 0.25])

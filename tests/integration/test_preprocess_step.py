@@ -150,7 +150,7 @@ def test_runs_from_a_step_source_bundle(tmp_path):
                            "--max-rows", "20"], capture_output=True, text=True, cwd=bundle, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert len(read_split(tmp_path / "out" / "train")) == 20
-    assert list((bundle / "mlcore" / "__pycache__").glob("datasets.*.pyc"))  # imported from the bundle
+    assert list((bundle / "mlcore" / "datasets" / "__pycache__").glob("loader.*.pyc"))  # imported from the bundle
 
 
 @pytest.mark.goemotions

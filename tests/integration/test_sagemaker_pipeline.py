@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import re
 import subprocess
@@ -22,7 +23,7 @@ import requests
 
 from mlops.cli import main as mlops_main
 from pipelines import spec
-from tests.conftest import REPO_ROOT
+from tests.helpers.paths import REPO_ROOT
 from tests.helpers.servers import moto_server
 
 REGION, BUCKET = "us-east-1", "bertmlc-artifacts"
@@ -143,7 +144,7 @@ def test_every_spec_parameter_with_type_and_default(definition, tmp_path):
     # InputData's spec default 'demo' is staged to S3 (SageMaker reads S3): the demo data, byte for byte.
     staged = declared["InputData"]["DefaultValue"]
     assert re.fullmatch(rf"s3://{BUCKET}/{PREFIX}/input/demo-[0-9a-f]{{12}}/", staged)
-    from mlcore.demo_data import write_demo
+    from mlcore.datasets.demo import write_demo
 
     local = write_demo(tmp_path / "demo" / "data.jsonl")
     assert s3_get(staged + "data.jsonl") == local.read_bytes()
@@ -293,11 +294,17 @@ def test_quality_gate_uses_spec_paths_that_resolve_in_a_real_evaluation(definiti
     for c in conditions:
         assert c["LeftValue"]["Std:JsonGet"]["PropertyFile"] == {
             "Get": f"Steps.{spec.EVALUATE}.PropertyFiles.{spec.EVALUATION_REPORT_NAME}"}
-    defaults = {p.name: p.default for p in spec.PARAMETERS}
+    # The local runner's gate (spec.gate_checks) decides as SageMaker's GreaterThanOrEqualTo does, on this
+    # real evaluation with the definition's default thresholds, and at the boundary (equal passes, above fails).
+    defaults = {p["Name"]: p["DefaultValue"] for p in definition["Parameters"]}
+    local = {c["path"]: c for c in spec.gate_checks(evaluation_json, defaults)}
     for path, threshold in gate:
         value = spec.json_path_get(evaluation_json, path)
         assert isinstance(value, float) and 0.0 <= value <= 1.0, (path, value)
-        assert isinstance(value >= defaults[threshold], bool)
+        assert local[path]["passed"] == (value >= defaults[threshold]) and local[path]["value"] == value
+        at, above = {**defaults, threshold: value}, {**defaults, threshold: math.nextafter(value, 2.0)}
+        assert {c["path"]: c["passed"] for c in spec.gate_checks(evaluation_json, at)}[path] is True
+        assert {c["path"]: c["passed"] for c in spec.gate_checks(evaluation_json, above)}[path] is False
     # The fail step reports the same metric values the gate compared.
     message = steps[spec.FAIL]["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
     reported = [v["Std:JsonGet"]["Path"] for v in message if isinstance(v, dict) and "Std:JsonGet" in v]
@@ -517,7 +524,7 @@ def test_upsert_start_status(aws, capsys):
     (["--param", "TrainingInstanceCount=0"], "TrainingInstanceCount must be >= 1"),
 ])
 def test_start_rejects_bad_input(aws, capsys, argv, message):
-    code, out, err = run_cli(capsys, "pipeline", "start", *argv)
+    code, _out, err = run_cli(capsys, "pipeline", "start", *argv)
     assert code == 2 and message in err, err
 
 
@@ -578,13 +585,26 @@ def test_console_scripts(aws, capsys, tmp_path):
     assert get_pipeline_definition.main(["--role-arn", ROLE, "--kwargs", "[1]"]) == 2
     assert get_pipeline_definition.main(["--role-arn", ROLE, "--kwargs", '{"role": "x"}']) == 2
     capsys.readouterr()
-    assert run_pipeline.main(["--role-arn", ROLE, "--bucket", BUCKET, "--kwargs", '{"pipeline_name": "bertmlc-ci"}',
-                              "--param", "MaxLength=64"]) == 0
+    # as the AWS template calls it: region, role and default_bucket in --kwargs (the definition above took the flags)
+    template = {"region": REGION, "role": ROLE, "default_bucket": BUCKET, "pipeline_name": "bertmlc-ci"}
+    assert run_pipeline.main(["--kwargs", json.dumps(template), "--param", "MaxLength=64"]) == 0
     out = capsys.readouterr().out
     arn = re.search(r"started (\S+)", out).group(1)
     sm = boto3.client("sagemaker", region_name=REGION)
     assert sm.describe_pipeline_execution(PipelineExecutionArn=arn)["PipelineArn"].endswith("/bertmlc-ci")
     assert run_pipeline.main(["--role-arn", ROLE, "--param", "MaxLength=sixty"]) == 2
+
+
+def test_run_pipeline_template_kwargs_cannot_contradict_the_flags(aws, capsys):
+    """--kwargs region/role/default_bucket stand for the flags (test_console_scripts runs that); both at odds is an
+    error, and what the script builds itself (the input URI, the session) cannot come through --kwargs."""
+    from pipelines import run_pipeline
+
+    kwargs = {"region": REGION, "role": ROLE, "default_bucket": BUCKET}
+    assert run_pipeline.main(["--role-arn", ROLE, "--kwargs", json.dumps({**kwargs, "role": ROLE + "Other"})]) == 2
+    assert "contradicts --role-arn" in capsys.readouterr().err
+    assert run_pipeline.main(["--kwargs", json.dumps({**kwargs, "input_data_uri": "s3://b/x"})]) == 2
+    assert "use --input-data" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- scheduled retraining template

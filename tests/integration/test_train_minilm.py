@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from mlcore.datasets import write_split
-from mlcore.demo_data import generate_demo
+from mlcore.datasets.demo import generate_demo
 from mlcore.metrics import quick_scores
 from mlcore.predictor import load_predictor
 from mlcore.splitting import stratified_split
-from tests.conftest import REPO_ROOT
+from tests.helpers.paths import REPO_ROOT
 
 
 @pytest.mark.slow
@@ -28,15 +28,15 @@ def test_minilm_fine_tunes_on_demo_data_and_serves_with_onnx(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "steps" / "train.py"), "--epochs", "2", "--max-length", "48",
                            "--progress", "false"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    model_dir = tmp_path / "model"
-    serving = json.loads((model_dir / "serving.json").read_text())
+    serving = json.loads((tmp_path / "model" / "serving.json").read_text())  # the serving artifact (SM_MODEL_DIR)
     assert serving["backend"] in ("onnx", "onnx-int8") and "int8_f1_drop" in serving
 
     test = data.subset(parts["test"])
-    reference = load_predictor(model_dir, backend="torch")
+    full_dir = tmp_path / "out" / "model"  # the complete model: torch weights and every ONNX export
+    reference = load_predictor(full_dir, backend="torch")
     probs = reference.predict_proba(test.texts)
     scores = quick_scores(test.matrix(), probs, reference.thresholds)
     assert scores["f1_macro"] > 0.6 and scores["roc_auc_macro"] > 0.85, scores  # random: ~0.2 / 0.5
 
-    onnx = load_predictor(model_dir, backend="onnx").predict_proba(test.texts)  # mixed lengths, padded batches
+    onnx = load_predictor(full_dir, backend="onnx").predict_proba(test.texts)  # mixed lengths, padded batches
     assert np.abs(onnx - probs).max() < 1e-3

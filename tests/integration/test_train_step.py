@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from safetensors.numpy import load_file
 
-from tests.conftest import REPO_ROOT
 from tests.helpers.data import keyword_rows, write_split_dir
+from tests.helpers.paths import REPO_ROOT
 
 TRAIN_SCRIPT = REPO_ROOT / "steps" / "train.py"
 TINY_HPS = ["--epochs", "12", "--batch-size", "16", "--learning-rate", "5e-3", "--head-learning-rate", "5e-3",

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from mlops.cli import build_parser
-from tests.conftest import REPO_ROOT
+from tests.helpers.paths import REPO_ROOT
 
 BUILDSPEC = REPO_ROOT / "buildspec.yml"
 REQUIRED_ENV = ("SAGEMAKER_PIPELINE_ROLE_ARN", "ARTIFACT_BUCKET", "AWS_REGION")

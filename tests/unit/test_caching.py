@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from pipelines.caching import StepCache, StepSignature, hash_path
+from pipelines.caching import StepCache, StepSignature
+from pipelines.digests import hash_path
 
 
 @pytest.fixture

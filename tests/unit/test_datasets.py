@@ -1,4 +1,4 @@
-"""mlcore.datasets (every accepted shape, every bad-input case) and mlcore.demo_data."""
+"""mlcore.datasets (every accepted shape, every bad-input case) and mlcore.datasets.demo."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mlcore.datasets import DatasetError, LabeledTexts, load_source, read_split, write_split
-from mlcore.demo_data import LABELS, generate_demo, write_demo
+from mlcore.datasets.demo import LABELS, generate_demo
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "datasets"
 
@@ -345,7 +345,7 @@ def test_demo_is_learnable_but_not_by_one_keyword():
 
 
 def test_write_demo_is_byte_identical_across_processes(tmp_path):
-    code = "import sys; from mlcore.demo_data import write_demo; write_demo(sys.argv[1], 300, 5)"
+    code = "import sys; from mlcore.datasets.demo import write_demo; write_demo(sys.argv[1], 300, 5)"
     for name, hash_seed in (("a", "1"), ("b", "2")):
         env = dict(os.environ, PYTHONHASHSEED=hash_seed)
         subprocess.run([sys.executable, "-c", code, str(tmp_path / name / "demo.jsonl")], check=True, env=env)

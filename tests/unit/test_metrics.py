@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from mlcore.metrics import (label_confusion, multilabel_report, quick_scores, roc_auc_per_label, roc_curves,
-                            tune_thresholds)
+from mlcore.metrics import (
+    label_confusion,
+    multilabel_report,
+    quick_scores,
+    roc_auc_per_label,
+    roc_curves,
+    tune_thresholds,
+)
 
 LABELS = ["a", "b", "c", "d"]
 

@@ -7,7 +7,7 @@ import pytest
 
 from mlcore.config import DEFAULT_BASE_MODEL, TrainingConfig, parse_config, to_hyperparameters
 from mlcore.modeling import BaseModelError, load_classifier, parameter_groups, resolve_base_model
-from tests.conftest import minilm_path
+from tests.helpers.models import minilm_path
 
 
 def test_default_base_model_resolves_to_the_shipped_minilm():

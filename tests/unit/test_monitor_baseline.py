@@ -7,8 +7,9 @@ import tarfile
 import numpy as np
 import pytest
 
+from mlops.local_baseline import resolve_local_baseline
 from mlops.settings import Settings
-from monitoring.baseline import BaselineError, load_baseline, resolve_local_baseline
+from monitoring.baseline import BaselineError, load_baseline
 from pipelines.registry import LocalModelRegistry
 from pipelines.spec import PREPROCESS
 

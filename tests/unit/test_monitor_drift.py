@@ -152,7 +152,6 @@ def test_cli_score_baseline_from_a_reference_window_then_drift(tmp_path, monkeyp
 
 def test_baseline_reads_preprocess_statistics_as_written_by_mlcore_datasets():
     from mlcore.datasets import LabeledTexts, statistics
-
     from monitoring.baseline import train_label_prevalence
 
     rng = np.random.default_rng(8)

@@ -10,7 +10,11 @@ import pytest
 from monitoring.capture import read_capture
 from monitoring.config import MonitorConfig
 from monitoring.ground_truth import (
-    GroundTruth, GroundTruthError, load_ground_truth, parse_ground_truth, store_ground_truth,
+    GroundTruth,
+    GroundTruthError,
+    load_ground_truth,
+    parse_ground_truth,
+    store_ground_truth,
 )
 from monitoring.merge import merge
 from monitoring.synthetic import capture_line, capture_path, write_lines
@@ -62,7 +66,7 @@ def test_store_round_trip_keeps_received_hour(tmp_path):
     assert path.parent == tmp_path / "2024" / "05" / "02" / "07"
     line = json.loads(path.read_text().splitlines()[0])
     assert set(line) == {"groundTruthData", "eventMetadata", "eventVersion"} and line["eventMetadata"]["eventId"] == "r1"
-    records, stats = load_ground_truth(tmp_path, LABELS)
+    records, _stats = load_ground_truth(tmp_path, LABELS)
     assert [(r.inference_id, r.labels, r.received) for r in records] == [
         ("r1", ("a",), received.replace(minute=0)), ("r2", (), received.replace(minute=0))]
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
+from inference.metrics import ServerMetrics
 from monitoring import operational as op
 
 PORT = 18511
@@ -74,7 +75,7 @@ def test_counter_reset_after_restart_is_not_negative():
 
 def test_scrape_real_http_endpoint_and_store_series(tmp_path):
     reg, latency, requests, *_ = _registry()
-    server, thread = start_http_server(PORT, addr="127.0.0.1", registry=reg)
+    server, _thread = start_http_server(PORT, addr="127.0.0.1", registry=reg)
     try:
         def traffic(_seconds):
             for _ in range(7):
@@ -118,8 +119,7 @@ def test_emf_document_follows_the_cloudwatch_specification():
 
 
 def test_reads_the_model_servers_own_metrics():
-    metrics_mod = pytest.importorskip("inference.metrics", reason="inference/metrics.py not in the tree")
-    server = metrics_mod.ServerMetrics()
+    server = ServerMetrics()
     a = op.parse_metrics(server.render()[0].decode(), when=0.0)
     for status, seconds in ((200, 0.004), (200, 0.012), (400, 0.001)):
         server.observe_request("/invocations", status, seconds)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -19,7 +20,7 @@ def exported(tiny_model_dir, tmp_path_factory):
     model = tmp_path_factory.mktemp("onnx") / "model"
     shutil.copytree(tiny_model_dir, model)
     validation = (TEXTS * 4, np.tile(np.eye(5, 3, dtype=np.float32), (4, 1)))
-    report = onnx_backend.export_onnx(model, quantize=True, validation=validation, log=lambda _: None)
+    report = onnx_backend.export_onnx(model, quantize=True, validation=validation)
     return model, report
 
 
@@ -50,12 +51,12 @@ def test_serving_json_records_the_f1_based_choice(exported):
     assert type(load_predictor(model)).__name__ == "OnnxPredictor"  # auto follows serving.json
 
 
-def test_int8_is_rejected_when_it_loses_f1(tiny_model_dir, tmp_path, monkeypatch):
+def test_int8_is_rejected_when_it_loses_f1(tiny_model_dir, tmp_path, monkeypatch, caplog):
     model = shutil.copytree(tiny_model_dir, tmp_path / "model")
     monkeypatch.setattr(onnx_backend, "MAX_F1_DROP", -1.0)  # any int8 result now counts as a loss
-    messages = []
-    report = onnx_backend.export_onnx(model, validation=(TEXTS, np.eye(5, 3)), log=messages.append)
-    assert report["backend"] == "onnx" and any("serving fp32 ONNX" in m for m in messages)
+    with caplog.at_level(logging.INFO, logger=onnx_backend.__name__):
+        report = onnx_backend.export_onnx(model, validation=(TEXTS, np.eye(5, 3)))
+    assert report["backend"] == "onnx" and any("serving fp32 ONNX" in m for m in caplog.messages)
 
 
 def test_without_validation_fp32_is_served(tiny_model_dir, tmp_path):

@@ -13,7 +13,7 @@ from packaging.requirements import Requirement
 
 from mlcore import packaging
 from pipelines import source_bundle
-from tests.conftest import REPO_ROOT
+from tests.helpers.paths import REPO_ROOT
 
 
 def _py_files(root: Path) -> dict[str, bytes]:

@@ -14,7 +14,7 @@ import random
 import sys
 from pathlib import Path
 
-from mlcore.datasets import LabeledTexts
+from mlcore.datasets.model import LabeledTexts
 
 LABELS = ["billing", "shipping", "technical_issue", "account", "refund", "urgent", "praise", "feature_request"]
 
