@@ -30,6 +30,7 @@ import requests
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 from pipelines.bertmlc.pipeline import MODEL_ENVIRONMENT  # noqa: E402  (the registered model's container env)
 
 GOEMOTIONS = REPO.parent / "shared" / "datasets" / "goemotions"
@@ -181,6 +182,43 @@ def macro_f1(url: str, data, thresholds: np.ndarray, label_names: list[str]) -> 
     return quick_scores(data.with_label_names(label_names).matrix(), np.array(probs), thresholds)["f1_macro"]
 
 
+def inprocess(model_dir: Path, texts: list[str], backends: list[str], threads: int) -> dict:
+    """In-process speed per backend (no HTTP) against the arithmetic limit of this CPU, measured in the same run."""
+    from arithmetic import int8_matmul_peak, ops_per_text
+
+    from mlcore.predictor import load_predictor
+
+    config = json.loads((model_dir / "config.json").read_text())
+    peak = int8_matmul_peak(threads)
+    rows = []
+    for backend in backends:
+        predictor = load_predictor(model_dir, backend=backend, num_threads=threads)
+        predictor.predict_proba(texts[:64])
+        started = time.perf_counter()
+        predictor.predict_proba(texts, 32)
+        tput = len(texts) / (time.perf_counter() - started)
+        single = []
+        for text in texts[:200]:
+            t0 = time.perf_counter()
+            predictor.predict_proba([text])
+            single.append(time.perf_counter() - t0)
+        rows.append({"backend": backend, "b32_texts_s": tput, "b1_p50_ms": float(np.median(single) * 1000)})
+    tokens = float(np.mean([len(ids) for ids in predictor.tokenizer(texts, truncation=True,
+                                                                       max_length=predictor.max_length)["input_ids"]]))
+    limit = peak * 1e9 / ops_per_text(config, tokens)
+    return {"threads": threads, "int8_peak_gops": peak, "mean_tokens": tokens, "ops_per_text": ops_per_text(config, tokens),
+            "limit_texts_s": limit, "rows": [{**r, "share_of_limit": r["b32_texts_s"] / limit} for r in rows]}
+
+
+def print_inprocess(result: dict) -> None:
+    print(f"\nin process, {result['threads']} threads, batch 32 (length-sorted): int8 matmul peak measured "
+          f"{result['int8_peak_gops']:.0f} GOP/s; {result['mean_tokens']:.1f} tokens/text = "
+          f"{result['ops_per_text'] / 1e9:.3f} GOP/text -> arithmetic limit {result['limit_texts_s']:.0f} texts/s")
+    print("| backend | texts/s b32 | share of the int8 limit | b1 p50 ms |\n| --- | --- | --- | --- |")
+    for r in result["rows"]:
+        print(f"| {r['backend']} | {r['b32_texts_s']:.0f} | {r['share_of_limit']:.0%} | {r['b1_p50_ms']:.2f} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, required=True,
@@ -192,6 +230,8 @@ def main() -> int:
                         help="rows through the HF inference image's stack (toolkit + multi-model-server) with these "
                              "worker counts (threads per worker = cores / workers); empty = none")
     parser.add_argument("--image-backend", default="onnx-int8", help="what the artifact served by the image carries")
+    parser.add_argument("--inprocess-backends", default="onnx,onnx-int8",
+                        help="backends measured in process against the arithmetic limit; empty = none")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "server.json")
     args = parser.parse_args()
 
@@ -250,8 +290,12 @@ def main() -> int:
         print(f"| {r['server']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['c1']:.0f} | {r['c8']:.0f} | {r['c32']:.0f} "
               f"| {r['p50_speedup']:.2f}x | {r['c32_speedup']:.2f}x | {r['peak_rss_mb']:.0f} ({r['rss_ratio']:.2f}x) "
               f"| {r['f1_macro']:.4f} ({r['f1_delta']:+.4f}) |")
+    local = None
+    if args.inprocess_backends:
+        local = inprocess(model_dir, data.texts, args.inprocess_backends.split(","), available_cores())
+        print_inprocess(local)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"source": source, "texts": len(data), "rows": rows}, indent=2))
+    args.out.write_text(json.dumps({"source": source, "texts": len(data), "rows": rows, "inprocess": local}, indent=2))
     return 0
 
 
