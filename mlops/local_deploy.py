@@ -11,8 +11,13 @@ the newest Approved version serves (or, with none Approved, the one left serving
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
+from filelock import Timeout
+
 from lambda_fn.deploy import REDRIVE_SOURCE, EndpointBusyError, decide, trigger_from_event
-from mlops.local_endpoint import LocalEndpoint, Superseded
+from mlops.local_endpoint import LOCK_TIMEOUT_S, DeployError, LocalEndpoint, Superseded
 from pipelines.registry import LocalModelRegistry
 from pipelines.spec import ENDPOINT_NAME
 
@@ -60,6 +65,20 @@ def redrive_event(group: str, attempt: int, cause: str) -> dict:
     return {"source": REDRIVE_SOURCE, "ModelPackageGroupName": group, "attempt": attempt, "cause": cause}
 
 
+@contextmanager
+def _holding(endpoint: LocalEndpoint) -> Iterator[None]:
+    """The endpoint's lock, waiting up to LOCK_TIMEOUT_S for the change in progress (a DeployError past that)."""
+    try:
+        endpoint.lock.acquire()
+    except Timeout:
+        raise DeployError(f"another change to endpoint {endpoint.name} has held its lock for {LOCK_TIMEOUT_S:.0f} s; "
+                          "this change stays pending and is applied after it") from None
+    try:
+        yield
+    finally:
+        endpoint.lock.release()
+
+
 def converge(settings, event: dict | None = None, endpoint_name: str | None = None) -> dict:
     """decide() for the local endpoint, serialized and re-driven (see the module docstring); then a dead server of
     the version left serving is revived. Returns the last decision's outcome (+ "revived" when one was)."""
@@ -68,7 +87,7 @@ def converge(settings, event: dict | None = None, endpoint_name: str | None = No
     trigger = event or redrive_event(settings.model_package_group, 1, "converge")
     group = trigger_from_event(trigger)["group"]  # a malformed event fails here, before anything is requested
     endpoint.request_redrive(group, f"{trigger.get('detail-type') or trigger.get('cause')}")
-    with endpoint.lock:
+    with _holding(endpoint):
         endpoint.reap_orphans()
         for attempt in range(1, MAX_PASSES + 1):
             seen = endpoint.pending_redrives()
