@@ -18,7 +18,7 @@ from filelock import Timeout
 
 from lambda_fn.deploy import REDRIVE_SOURCE, EndpointBusyError, decide, trigger_from_event
 from mlops.local_endpoint import LOCK_TIMEOUT_S, DeployError, LocalEndpoint, Superseded
-from pipelines.registry import LocalModelRegistry
+from pipelines.registry import LocalModelRegistry, RegistryError
 from pipelines.spec import ENDPOINT_NAME
 
 MAX_PASSES = 20  # decisions in one converge call at most (each pass follows a change made meanwhile)
@@ -38,7 +38,11 @@ class LocalBackend:
         return self.endpoint.current_version()
 
     def newest_approved(self, group: str, exclude: int | None = None) -> dict | None:
-        approved = [p for p in self.registry.list_packages(group)
+        try:
+            packages = self.registry.list_packages(group)
+        except RegistryError:  # no such group yet: nothing is Approved
+            return None
+        approved = [p for p in packages
                     if p["ModelApprovalStatus"] == "Approved" and int(p["ModelPackageVersion"]) != exclude]
         if not approved:
             return None

@@ -94,3 +94,8 @@ def test_status_tells_the_truth_and_endpoint_start_and_restart_bring_it_back(hom
     assert restarted["version"] == 1 and restarted["pid"] != started["pid"]
     assert not psutil.pid_exists(started["pid"]) or psutil.Process(started["pid"]).status() == "zombie"
     assert [p.pid for p in model_servers(home.home)] == [restarted["pid"]]
+
+
+def test_endpoint_start_on_a_home_with_no_registry_says_what_to_do(tmp_path):
+    code, output = mlops_run(tmp_path / "fresh", "endpoint", "start")
+    assert code == 0 and "no Approved model version yet" in output and "nothing deployed" in output, output
