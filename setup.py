@@ -22,6 +22,7 @@ INSTALL_REQUIRES = [
     "onnx>=1.17",
     "onnxruntime>=1.20",
     "psutil>=5.9",
+    "filelock>=3.13.4",  # registry and local endpoint transitions across processes (re-entrant: is_singleton)
     "prometheus-client>=0.20",
     "starlette>=0.40",
     "uvicorn>=0.30",

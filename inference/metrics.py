@@ -21,6 +21,8 @@ class ServerMetrics:
                                  ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.batch_size = Histogram("mlops_batch_size", "Texts per model call (after dynamic batching)",
                                     buckets=BATCH_BUCKETS, registry=self.registry)
+        self.batch_retries = Counter("mlops_batch_retries", "Batched model calls that raised, after which each "
+                                     "request of the batch was predicted alone", registry=self.registry)
         self.texts_per_request = Histogram("mlops_texts_per_request", "Texts per invocation request",
                                            buckets=BATCH_BUCKETS, registry=self.registry)
         self.cpu = Gauge("mlops_process_cpu_percent", "CPU use of the server process since the last scrape",

@@ -3,7 +3,10 @@
 GET /ping (200 only once the model is loaded and warmed), POST /invocations and
 POST /endpoints/<name>/invocations (so boto3 `sagemaker-runtime` with a local endpoint_url works
 unchanged), GET /metrics (Prometheus). Concurrent requests are batched together while the model
-is busy; data capture is written off the request path; SIGTERM lets in-flight requests finish.
+is busy (inference/batching.py: one request's failure stays its own); data capture is written off
+the request path. The body is read in chunks and refused (413) as soon as it passes the limit.
+SIGTERM: stop accepting connections, finish what fits in the grace period (MLOPS_GRACEFUL_TIMEOUT),
+answer what is still queued 503 with Retry-After. Every error is JSON: {"error": {"code", "message"}}.
 
     python -m inference.server --model-dir DIR [--port 8080] [--backend auto]
 """
@@ -14,20 +17,21 @@ import asyncio
 import logging
 import signal
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from inference.batching import Batcher
 from inference.capture import CaptureConfig, CaptureWriter, capture_record
 from inference.metrics import ServerMetrics
 from mlcore import handler as handlers
@@ -37,8 +41,10 @@ from mlcore.predictor import Predictor
 log = logging.getLogger("inference.server")
 INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints' request limit
-ERROR_CODES = {400: "bad_request", 406: "not_acceptable", 413: "payload_too_large", 415: "unsupported_media_type",
-               500: "internal_error", 503: "model_not_ready"}
+ERROR_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 406: "not_acceptable",
+               413: "payload_too_large", 415: "unsupported_media_type", 500: "internal_error", 503: "model_not_ready"}
+RETRY_AFTER_S = 2  # what a 503 during shutdown tells the client: by then the next server serves
+DRAIN_MARGIN_S = 5.0  # left of the grace period for the model call in progress when the queue is shed
 
 
 @dataclass
@@ -64,68 +70,6 @@ class ServerConfig:
         values = {f.name: env_value(f.metadata["env"], field_default(f)) for f in fields(cls)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
-
-
-class Batcher:
-    """Groups texts of concurrent requests into model calls (up to max_batch_size).
-
-    Requests that arrive while the model is busy queue up and go together in the next call, so
-    batching adds no latency at low load; `max_wait_ms` > 0 additionally waits for company.
-    """
-
-    def __init__(self, predictor, config: ServerConfig, metrics: ServerMetrics):
-        self.predictor, self.config, self.metrics = predictor, config, metrics
-        self.queue: asyncio.Queue = asyncio.Queue()
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
-        self.task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._run())
-
-    async def predict(self, texts: list[str]) -> np.ndarray:
-        future = asyncio.get_running_loop().create_future()
-        await self.queue.put((texts, future))
-        return await future
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            items = await self._collect(loop)
-            texts = [t for batch, _ in items for t in batch]
-            self.metrics.batch_size.observe(len(texts))
-            try:
-                probabilities = await loop.run_in_executor(
-                    self.executor, self.predictor.predict_proba, texts, self.config.max_batch_size)
-            except Exception as exc:
-                for _, future in items:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            start = 0
-            for batch, future in items:
-                if not future.done():
-                    future.set_result(probabilities[start : start + len(batch)])
-                start += len(batch)
-
-    async def _collect(self, loop: asyncio.AbstractEventLoop) -> list:
-        """The next request, and those queued behind it (waiting up to max_wait_ms), up to max_batch_size texts."""
-        items = [await self.queue.get()]
-        count = len(items[0][0])
-        deadline = loop.time() + self.config.max_wait_ms / 1000.0
-        while count < self.config.max_batch_size:
-            try:
-                item = self.queue.get_nowait()
-            except asyncio.QueueEmpty:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), remaining)
-                except asyncio.TimeoutError:
-                    break
-            items.append(item)
-            count += len(item[0])
-        return items
 
 
 class ModelState:
@@ -154,18 +98,34 @@ class ModelState:
             log.exception("model failed to load from %s", self.config.model_dir)
 
 
-def error_response(status: int, message: str, request_id: str | None = None) -> JSONResponse:
-    body = {"error": {"code": ERROR_CODES.get(status, "error"), "message": message}}
-    headers = {INFERENCE_ID_HEADER: request_id} if request_id else None
+def error_response(status: int, message: str, request_id: str | None = None, code: str | None = None,
+                   headers: dict | None = None) -> JSONResponse:
+    body = {"error": {"code": code or ERROR_CODES.get(status, "error"), "message": message}}
+    headers = {**({INFERENCE_ID_HEADER: request_id} if request_id else {}), **(headers or {})}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 class _Rejected(Exception):
-    """A request refused before prediction (model not ready, payload too large), with its HTTP status."""
+    """A request refused before or instead of prediction (model not ready, payload too large, shutting down)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, code: str | None = None, headers: dict | None = None):
         super().__init__(message)
-        self.status = status
+        self.status, self.code, self.headers = status, code, headers
+
+
+def shutting_down() -> _Rejected:
+    return _Rejected(503, f"the server is shutting down and did not get to this request; retry in {RETRY_AFTER_S} s",
+                     code="shutting_down", headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 in the JSON error shape, saying what the server answers."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if status == 405:
+        message = f"{request.method} is not allowed on {request.url.path}: use POST for /invocations, GET for /ping"
+    else:
+        message = f"no route {request.url.path}: the server answers GET /ping, POST /invocations, GET /metrics"
+    return error_response(status, message)
 
 
 class _Service:
@@ -181,13 +141,32 @@ class _Service:
                                                        config.capture_sample_percent))
             self.metrics.attach_capture(self.capture)
         self.batcher: Batcher | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.draining = self.shedding = False
 
     @asynccontextmanager
     async def lifespan(self, app):
+        self.loop = asyncio.get_running_loop()
         threading.Thread(target=self.state.load, name="model-loader", daemon=True).start()
         yield
         if self.capture:
             self.capture.close()
+
+    def drain(self) -> None:
+        """SIGTERM arrived (the listener closes; in-flight requests go on): shed what is still queued once the grace
+        period, less the time the model call in progress may need, has passed."""
+        if self.loop is None or self.draining:
+            return
+        self.draining = True
+        grace = self.config.graceful_timeout_s
+        budget = max(grace / 2, grace - DRAIN_MARGIN_S)
+        log.info("shutting down: finishing in-flight requests for %.1f s, then answering the rest 503", budget)
+        self.loop.call_soon_threadsafe(self.loop.call_later, budget, self.shed)
+
+    def shed(self) -> None:
+        self.shedding = True
+        shed = self.batcher.shed(shutting_down()) if self.batcher else 0
+        log.warning("grace period nearly over: %d queued requests answered 503 with Retry-After", shed)
 
     async def ping(self, request: Request) -> Response:
         state = self.state
@@ -199,20 +178,23 @@ class _Service:
         return JSONResponse({"status": "loading"}, status_code=503)
 
     async def _body(self, request: Request) -> bytes:
-        """The request body, once the model is ready and when it is within the payload limit."""
+        """The request body, once the model is ready, read in chunks: refused as soon as it passes the limit."""
+        if self.shedding:
+            raise shutting_down()
         if not self.state.ready.is_set():
             raise _Rejected(503, "the model is not loaded yet" if not self.state.error
                             else f"the model failed to load: {self.state.error}")
         limit = self.config.max_payload_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
-            raise _Rejected(413, f"payload of {declared} bytes is over the {limit} byte limit: send fewer or "
-                                 "shorter texts per request")
-        body = await request.body()
-        if len(body) > limit:
-            raise _Rejected(413, f"payload of {len(body)} bytes is over the {limit} byte limit: send fewer or "
-                                 "shorter texts per request")
-        return body
+            raise _too_large(f"payload of {declared} bytes", limit)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(f"payload of more than {limit} bytes", limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def _predict(self, request: Request, body: bytes, inference_id: str) -> Response:
         """Decode (the handlers' codecs), predict through the batcher, encode, capture."""
@@ -223,7 +205,8 @@ class _Service:
         texts = [t for r in requests for t in r["texts"]]
         self.metrics.texts_per_request.observe(len(texts))
         if self.batcher is None:
-            self.batcher = Batcher(self.state.predictor, self.config, self.metrics)
+            self.batcher = Batcher(self.state.predictor, self.config.max_batch_size, self.config.max_wait_ms,
+                                   self.metrics)
             self.batcher.start()
         probabilities = await self.batcher.predict(texts)
         predictions = handlers.split_results(requests, probabilities, self.state.predictor)
@@ -239,7 +222,10 @@ class _Service:
         status = 200
         try:
             return await self._predict(request, await self._body(request), inference_id)
-        except (_Rejected, handlers.RequestError) as exc:
+        except _Rejected as exc:
+            status = exc.status
+            return error_response(exc.status, str(exc), inference_id, exc.code, exc.headers)
+        except handlers.RequestError as exc:
             status = exc.status
             return error_response(exc.status, str(exc), inference_id)
         except Exception:
@@ -264,9 +250,14 @@ def create_app(config: ServerConfig) -> Starlette:
         Route("/endpoints/{name}/invocations", service.invocations, methods=["POST"]),
         Route("/metrics", service.metrics_route, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=service.lifespan)
+    app = Starlette(routes=routes, lifespan=service.lifespan, exception_handlers={HTTPException: http_error})
     app.state.model = service.state
+    app.state.service = service
     return app
+
+
+def _too_large(what: str, limit: int) -> _Rejected:
+    return _Rejected(413, f"{what} is over the {limit} byte limit: send fewer or shorter texts per request")
 
 
 def _base(content_type: str) -> str:
@@ -290,17 +281,29 @@ def parse_args(argv=None) -> ServerConfig:
 
 
 def serve(config: ServerConfig) -> None:
-    """Run until SIGTERM/SIGINT; in-flight requests finish before exit."""
+    """Run until SIGTERM/SIGINT; a model.tar.gz is extracted to a temporary directory removed on exit."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not config.model_dir.endswith((".tar.gz", ".tgz")):
+        return _run(config)
+    from mlcore.predictor import extract_model
+
+    with tempfile.TemporaryDirectory(prefix="model-") as scratch:
+        config.model_dir = str(extract_model(config.model_dir, scratch))
+        _run(config)
+
+
+def _run(config: ServerConfig) -> None:
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if config.model_dir.endswith((".tar.gz", ".tgz")):
-        from mlcore.predictor import extract_model
+    app = create_app(config)
 
-        config.model_dir = str(extract_model(config.model_dir))
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host=config.host, port=config.port,
-                                           log_level="warning", timeout_graceful_shutdown=config.graceful_timeout_s,
-                                           access_log=False))
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:  # SIGTERM/SIGINT: uvicorn stops accepting; we shed at the end
+            app.state.service.drain()
+            super().handle_exit(sig, frame)
+
+    server = Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
+                                   timeout_graceful_shutdown=config.graceful_timeout_s, access_log=False))
     log.info("listening on http://%s:%d (model %s)", config.host, config.port, config.model_dir)
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal: make that a clean exit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

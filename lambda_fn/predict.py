@@ -1,7 +1,7 @@
 """The predict Lambda: POST text(s) -> SageMaker endpoint -> labels and probabilities.
 
 Behind a Lambda Function URL or an API Gateway HTTP API (payload format 2.0, base64 bodies
-too). Request: {"text": "..."} or {"texts": ["...", ...]}. Response: {"predictions": [{"text_index",
+too), or a REST API (payload 1.0); any other event is answered 400. Request: {"text": "..."} or {"texts": ["...", ...]}. Response: {"predictions": [{"text_index",
 "labels", "scores"}], "requestId"}. Errors: {"error": {"code", "message"}, "requestId"} with 400
 bad input, 413 too large, 429 throttled, 502 model error, 503 endpoint missing / not in service,
 504 timeout. CORS is set here and only here (the Function URL has no CORS config of its own).
@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent, LambdaFunctionUrlEvent
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
@@ -33,6 +33,7 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Bert
 
 CONNECT_TIMEOUT_S = 2.0
 MAX_RETRY_BACKOFF_S = 2.0  # botocore standard mode: first retry waits up to 2 s
+MAX_NUMBER_CHARS = 32  # no field of a request needs a longer number (Python itself refuses ints over 4300 digits)
 
 
 def _env_int(name: str, default: int, minimum: int = 1) -> int:
@@ -129,7 +130,19 @@ def cors_headers(origin: str | None, settings: PredictSettings) -> dict:
     return {}
 
 
-def parse_texts(event: LambdaFunctionUrlEvent, settings: PredictSettings) -> list[str]:
+def http_request(event: Any) -> tuple[LambdaFunctionUrlEvent | APIGatewayProxyEvent, str]:
+    """The event as powertools' data class, and its HTTP method: payload 2.0 (Function URL, HTTP API) or 1.0
+    (REST API); anything else is a 400, never a KeyError."""
+    context = event.get("requestContext") if isinstance(event, dict) else None
+    http = context.get("http") if isinstance(context, dict) else None
+    if isinstance(http, dict) and isinstance(http.get("method"), str):
+        return LambdaFunctionUrlEvent(event), http["method"].upper()
+    if isinstance(event, dict) and isinstance(event.get("httpMethod"), str):
+        return APIGatewayProxyEvent(event), event["httpMethod"].upper()
+    raise PredictError(400, "bad_request", "not an HTTP request event (Function URL, HTTP API or REST API payload)")
+
+
+def parse_texts(event: LambdaFunctionUrlEvent | APIGatewayProxyEvent, settings: PredictSettings) -> list[str]:
     """Validate the body: {"text": str} or {"texts": [str, ...]}, within the limits."""
     doc = _json_body(event, settings)
     if not isinstance(doc, dict) or ("text" in doc) == ("texts" in doc):
@@ -145,10 +158,30 @@ def parse_texts(event: LambdaFunctionUrlEvent, settings: PredictSettings) -> lis
         if len(text) > settings.max_text_chars:
             raise PredictError(413, "payload_too_large",
                                f"text {i} has {len(text)} characters; at most {settings.max_text_chars}")
+        if not text.isascii() and not _valid_unicode(text):  # JSON allows "\ud800"; the tokenizer does not
+            raise PredictError(400, "bad_request", f"text {i} is not valid Unicode (an unpaired surrogate)")
     return texts
 
 
-def _json_body(event: LambdaFunctionUrlEvent, settings: PredictSettings):
+def _valid_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits) > MAX_NUMBER_CHARS:
+        raise ValueError(f"a number with {len(digits)} digits (at most {MAX_NUMBER_CHARS})")
+    return int(digits)
+
+
+def _not_json(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_body(event: LambdaFunctionUrlEvent | APIGatewayProxyEvent, settings: PredictSettings):
     """The body (base64 decoded when flagged), within the size limit, parsed as JSON."""
     raw = event.body or ""
     if event.is_base64_encoded:
@@ -161,9 +194,14 @@ def _json_body(event: LambdaFunctionUrlEvent, settings: PredictSettings):
     if not raw.strip():
         raise PredictError(400, "bad_request", 'the body is empty: send {"text": "..."} or {"texts": [...]}')
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_int=_bounded_int, parse_constant=_not_json)
     except json.JSONDecodeError as exc:
         raise PredictError(400, "bad_request", f"the body is not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except ValueError as exc:  # a hook's refusal
+        raise PredictError(400, "bad_request", f"the body is not valid here: {exc}") from None
+    except RecursionError:
+        raise PredictError(400, "bad_request", "the body is nested deeper than the parser allows: send "
+                                               '{"text": "..."} or {"texts": [...]}') from None
 
 
 def model_message(original: str | None, limit: int = 300) -> str:
@@ -187,6 +225,9 @@ def invoke(texts: list[str], settings: PredictSettings) -> list[dict]:
             EndpointName=settings.endpoint_name, ContentType="application/json", Accept="application/json",
             Body=json.dumps({"inputs": texts}))
         return json.loads(response["Body"].read())
+    except ValueError:  # a 200 whose body is not JSON (or not UTF-8): the endpoint misbehaved
+        logger.error("endpoint answered 200 with a body that is not JSON")
+        raise PredictError(502, "model_error", "the model endpoint answered with something that is not JSON") from None
     except ClientError as exc:
         raise endpoint_error(exc, settings) from None
     except (ReadTimeoutError, ConnectTimeoutError):
@@ -231,56 +272,64 @@ def response(status: int, body: dict, headers: dict) -> dict:
             "body": json.dumps(body)}
 
 
-@metrics.log_metrics
-@logger.inject_lambda_context(clear_state=True)
-def handler(event: dict, context) -> dict:
-    """Lambda entry point (Function URL / HTTP API payload 2.0)."""
-    started = time.perf_counter()
-    # powertools keeps metrics in memory when POWERTOOLS_METRICS_DISABLED (local runs): drop them
-    # so a long-running local adapter does not grow; on Lambda the previous flush already cleared them
-    metrics.clear_metrics()
-    url_event = LambdaFunctionUrlEvent(event)
-    request_id = getattr(context, "aws_request_id", None) or url_event.request_context.request_id
+def _settings() -> PredictSettings:
     try:
-        settings = PredictSettings()
+        return PredictSettings()
     except ValueError:  # a misconfigured function fails loudly (Lambda Errors) and counts as a 5xx
         logger.exception("bad function configuration")
         metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
         raise
-    origin = url_event.get_header_value("origin", case_sensitive=False)
-    cors = cors_headers(origin, settings)
-    method = url_event.request_context.http.method.upper()
-    if method == "OPTIONS":
-        metrics.add_metric(name="Preflights", unit=MetricUnit.Count, value=1)
-        return {"statusCode": 204 if cors else 403, "headers": cors, "body": ""}
-    status = 500
+
+
+def predict_texts(request, method: str, origin: str | None, cors: dict, settings: PredictSettings) -> dict:
+    """The answer body for a request that is not a preflight; PredictError for anything the caller must fix."""
+    if origin and not cors:
+        raise PredictError(403, "origin_not_allowed", f"origin {origin!r} is not allowed")
+    if method != "POST":
+        raise PredictError(405, "method_not_allowed", "use POST with a JSON body")
+    texts = parse_texts(request, settings)
+    log_extra: dict[str, Any] = {"texts": len(texts), "chars": sum(map(len, texts))}
+    if settings.log_user_text:
+        log_extra["user_text"] = texts
+    logger.info("predict", extra=log_extra)
+    results = invoke(texts, settings)
+    if not isinstance(results, list) or len(results) != len(texts) or not all(
+            isinstance(r, dict) and isinstance(r.get("labels"), list) for r in results):
+        logger.error("endpoint answer does not match the request",
+                     extra={"texts": len(texts), "answer_type": type(results).__name__})
+        raise PredictError(502, "model_error", "the model endpoint answered with an unexpected shape")
+    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(texts))
+    return {"predictions": [{"text_index": i, **r} for i, r in enumerate(results)]}
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict, context) -> dict:
+    """Lambda entry point (Function URL / HTTP API payload 2.0, REST API payload 1.0)."""
+    started = time.perf_counter()
+    # powertools keeps metrics in memory when POWERTOOLS_METRICS_DISABLED (local runs): drop them
+    # so a long-running local adapter does not grow; on Lambda the previous flush already cleared them
+    metrics.clear_metrics()
+    context_of_event = event.get("requestContext") if isinstance(event, dict) else None
+    request_id = getattr(context, "aws_request_id", None) or (
+        context_of_event.get("requestId") if isinstance(context_of_event, dict) else None)
+    settings = _settings()
+    status, cors = 500, {}
     try:
-        if origin and not cors:
-            raise PredictError(403, "origin_not_allowed", f"origin {origin!r} is not allowed")
-        if method != "POST":
-            raise PredictError(405, "method_not_allowed", "use POST with a JSON body")
-        texts = parse_texts(url_event, settings)
-        log_extra: dict[str, Any] = {"texts": len(texts), "chars": sum(map(len, texts))}
-        if settings.log_user_text:
-            log_extra["user_text"] = texts
-        logger.info("predict", extra=log_extra)
-        results = invoke(texts, settings)
-        if not isinstance(results, list) or len(results) != len(texts) or not all(
-                isinstance(r, dict) and isinstance(r.get("labels"), list) for r in results):
-            logger.error("endpoint answer does not match the request",
-                         extra={"texts": len(texts), "answer_type": type(results).__name__})
-            raise PredictError(502, "model_error", "the model endpoint answered with an unexpected shape")
-        predictions = [{"text_index": i, **r} for i, r in enumerate(results)]
-        metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(texts))
-        status, body = 200, {"predictions": predictions, "requestId": request_id}
+        request, method = http_request(event)
+        origin = request.get_header_value("origin", case_sensitive=False)
+        cors = cors_headers(origin, settings)
+        if method == "OPTIONS":
+            metrics.add_metric(name="Preflights", unit=MetricUnit.Count, value=1)
+            return {"statusCode": 204 if cors else 403, "headers": cors, "body": ""}
+        status, body = 200, {**predict_texts(request, method, origin, cors, settings), "requestId": request_id}
     except PredictError as exc:
         status, body = exc.status, {"error": {"code": exc.code, "message": exc.message}, "requestId": request_id}
         logger.info("request failed", extra={"status": exc.status, "code": exc.code})
     except Exception:
         logger.exception("unexpected failure")
         body = {"error": {"code": "internal_error", "message": "internal error"}, "requestId": request_id}
-    finally:
-        metrics.add_metric(name="ClientErrors", unit=MetricUnit.Count, value=int(400 <= status < 500))
-        metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=int(status >= 500))
-        metrics.add_metric(name="LatencyMs", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000)
+    metrics.add_metric(name="ClientErrors", unit=MetricUnit.Count, value=int(400 <= status < 500))
+    metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=int(status >= 500))
+    metrics.add_metric(name="LatencyMs", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000)
     return response(status, body, cors)

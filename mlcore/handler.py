@@ -30,6 +30,11 @@ JSONLINES_ALIASES = (JSONLINES, "application/x-jsonlines", "application/jsonl")
 MAX_REQUEST_TEXTS_ENV = "MLOPS_MAX_REQUEST_TEXTS"
 DEFAULT_MAX_REQUEST_TEXTS = 256
 PARAMETERS = ("threshold", "top_k")
+# A request is {"inputs": [...], "parameters": {...}}: 3 levels deep, numbers no longer than a top_k or a
+# threshold needs. Beyond these, json.loads would raise RecursionError or ValueError (Python's 4300-digit
+# guard) and the request would fail as a server error instead of a 400.
+MAX_JSON_DEPTH = 16
+MAX_NUMBER_CHARS = 32
 
 
 class RequestError(ValueError):
@@ -127,12 +132,53 @@ def _parameters(params: Any, where: str) -> dict:
     return {"threshold": threshold, "top_k": top_k}
 
 
-def decode_json(text: str) -> list[dict]:
+def _number(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """A json.loads number hook that refuses numbers longer than MAX_NUMBER_CHARS and non-finite floats."""
+    def parse(text: str) -> Any:
+        if len(text) > MAX_NUMBER_CHARS:
+            raise RequestError(f"a number with {len(text)} digits (at most {MAX_NUMBER_CHARS} characters)")
+        value = kind(text)
+        if value in (float("inf"), float("-inf")):
+            raise RequestError(f"the number {text} is out of range")
+        return value
+    return parse
+
+
+def _not_json(name: str) -> Any:
+    raise RequestError(f"{name} is not valid JSON (use a number or null)")
+
+
+def _too_deep(doc: Any) -> bool:
+    """True when `doc` nests lists/objects deeper than MAX_JSON_DEPTH (iterative: no recursion of our own)."""
+    stack = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (list, dict)))
+    return False
+
+
+def strict_json(text: str, where: str) -> Any:
+    """json.loads for request bodies: standard JSON only (no NaN/Infinity), numbers of at most MAX_NUMBER_CHARS
+    characters, at most MAX_JSON_DEPTH levels of nesting; anything else is a RequestError (400) saying why."""
+    deep = RequestError(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_int=_number(int), parse_float=_number(float), parse_constant=_not_json)
     except json.JSONDecodeError as exc:
-        raise RequestError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    return [_validate(doc)]
+        raise RequestError(f"{where}: invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RequestError as exc:
+        raise RequestError(f"{where}: {exc}") from None
+    except RecursionError:
+        raise deep from None
+    if isinstance(doc, (list, dict)) and _too_deep(doc):
+        raise deep
+    return doc
+
+
+def decode_json(text: str) -> list[dict]:
+    return [_validate(strict_json(text, "body"))]
 
 
 def decode_jsonlines(text: str) -> list[dict]:
@@ -140,11 +186,7 @@ def decode_jsonlines(text: str) -> list[dict]:
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            doc = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RequestError(f"line {n}: invalid JSON: {exc.msg}") from None
-        requests.append(_validate(doc, where=f"line {n}"))
+        requests.append(_validate(strict_json(line, f"line {n}"), where=f"line {n}"))
     if not requests:
         raise RequestError("the jsonlines body has no records")
     return requests

@@ -39,12 +39,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _mark_abandoned_runs() -> None:
+    """A pipeline run whose process was killed stays "Executing" in its run.json: mark it Failed and say so."""
+    from mlops.settings import Settings
+    from pipelines.run_result import mark_abandoned
+
+    for doc in mark_abandoned(Settings.from_env().runs_dir):
+        print(f"note: run {doc['run_id']} was left Executing by pid {doc['pid']}, which is gone: marked Failed",
+              file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _mark_abandoned_runs()
     try:
         return int(args.func(args) or 0)
     except CliError as exc:

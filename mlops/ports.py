@@ -7,8 +7,11 @@ LOOPBACK = "127.0.0.1"
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
-    """True when `port` can be bound on `host` now."""
+    """True when a server can listen on `port` now. With SO_REUSEADDR, as our servers bind (aiohttp, uvicorn,
+    http.server, node): connections of a stopped server left in TIME_WAIT do not make a port taken, a listener
+    does."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

@@ -8,8 +8,12 @@ InvokeEndpoint API reference):
 - a container error as **424 ModelError** (`OriginalStatusCode`, `OriginalMessage`, `LogStreamArn`,
   "Received client error (400) from primary with message ..."), never the container's own status;
 - an unknown endpoint as 400 ValidationError "Endpoint <name> of account <id> not found.";
-- a container that does not answer in 60 s as ModelError, one that cannot be reached as 503.
-The container routes (`/ping`, `/invocations`, `/metrics`) are forwarded unchanged.
+- a container that does not answer in 60 s as ModelError, one that cannot be reached as 503;
+- a body over 6 MB as 413, refused while it streams in (a huge chunked body is never held).
+A request without a Content-Type reaches the container without one (SageMaker's containers read that as
+application/json); the front never invents one. The container routes (`/ping`, `/invocations`, `/metrics`)
+are forwarded unchanged, plus the container's Retry-After; the front's own errors on them (404, 405, 413,
+503, 504) are JSON `{"error": {"code", "message"}}`.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # real-time endpoints' request limit
 FORWARDED_HEADERS = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes", "x-amzn-sagemaker-inference-id")
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 RETURNED_HEADERS = ("content-type", "x-amzn-sagemaker-custom-attributes", "x-amzn-sagemaker-inference-id")
+CONTAINER_HEADERS = RETURNED_HEADERS + ("retry-after",)  # what the container routes pass on besides
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,29 @@ def aws_error(status: int, code: str, message: str, **members) -> web.Response:
     """An AWS rest-json error: the code in x-amzn-ErrorType, the members in the JSON body."""
     return web.Response(status=status, body=json.dumps({"message": message, **members}),
                         headers={"Content-Type": "application/json", "x-amzn-ErrorType": code})
+
+
+def json_error(status: int, code: str, message: str) -> web.Response:
+    """The container routes' error shape (the model server's own)."""
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+class _TooLarge(Exception):
+    """The body passed MAX_PAYLOAD_BYTES while it was read."""
+
+
+async def read_limited(request: web.Request, limit: int = MAX_PAYLOAD_BYTES) -> bytes:
+    """The request body, read chunk by chunk; _TooLarge as soon as it passes `limit` (the rest is not read)."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise _TooLarge()
+    chunks, size = [], 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def model_error(endpoint: str, status: int, body: bytes) -> web.Response:
@@ -69,6 +97,8 @@ class _Front:
         """(target, (status, body, headers)) from the container; (target, None) when it cannot be reached twice,
         (None, None) when nothing is deployed."""
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED_HEADERS}
+        # aiohttp would add Content-Type: application/octet-stream to a body sent without one
+        skip = ("Content-Type",) if "content-type" not in {k.lower() for k in headers} else ()
         session = request.app[SESSION]
         for attempt in range(2):
             target = self.resolve()
@@ -76,24 +106,33 @@ class _Front:
                 return None, None
             try:
                 async with session.request(request.method, target.url + path, data=body, headers=headers,
+                                           skip_auto_headers=skip,
                                            timeout=aiohttp.ClientTimeout(total=self.container_timeout_s)) as answer:
-                    return target, (answer.status, await answer.read(), answer.headers)
-            except aiohttp.ClientConnectionError:
-                if self.on_unreachable:
-                    self.on_unreachable()
-                if attempt:
-                    return target, None
+                    result = (answer.status, await answer.read(), answer.headers)
+            except aiohttp.ClientError:  # refused, reset, or cut mid-answer (a container killed): unreachable
+                result = None
+            if attempt or not self._moved(target, result):
+                return target, result
         return None, None
+
+    def _moved(self, target: Target, result) -> bool:
+        """After a refused connection or a 503 (a container going away): has traffic moved elsewhere meanwhile?"""
+        if result is not None and result[0] != 503:
+            return False
+        if self.on_unreachable:
+            self.on_unreachable()
+        return result is None or self.resolve() != target
 
     async def invoke_endpoint(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         not_found = f"Endpoint {name} of account {ACCOUNT} not found."
         if name != self.endpoint_name:
             return aws_error(400, "ValidationError", not_found)
-        body = await request.read()
-        if len(body) > MAX_PAYLOAD_BYTES:
-            return aws_error(413, "ValidationError", f"Request payload size of {len(body)} bytes exceeds the "
-                                                     f"{MAX_PAYLOAD_BYTES} byte limit of a real-time endpoint.")
+        try:
+            body = await read_limited(request)
+        except _TooLarge:
+            return aws_error(413, "ValidationError", f"Request payload size exceeds the {MAX_PAYLOAD_BYTES} byte "
+                                                     "limit of a real-time endpoint.")
         try:
             target, answer = await self.call(request, "/invocations", body)
         except asyncio.TimeoutError:
@@ -113,28 +152,45 @@ class _Front:
 
     async def container_route(self, request: web.Request) -> web.Response:
         try:
-            target, answer = await self.call(request, request.path, await request.read())
+            target, answer = await self.call(request, request.path, await read_limited(request))
+        except _TooLarge:
+            return json_error(413, "payload_too_large", f"the body is over the {MAX_PAYLOAD_BYTES} byte limit")
         except asyncio.TimeoutError:
-            return web.json_response({"error": {"code": "timeout", "message": "the model server did not answer in "
-                                                f"{self.container_timeout_s:.0f} s"}}, status=504)
+            return json_error(504, "timeout", f"the model server did not answer in {self.container_timeout_s:.0f} s")
         if target is None:
-            return web.json_response({"error": {"code": "model_not_ready", "message":
-                                      f"no model version is deployed to endpoint {self.endpoint_name!r}: "
-                                      "approve one (mlops registry approve N)"}}, status=503)
+            return json_error(503, "model_not_ready", f"no model version is deployed to endpoint "
+                                                      f"{self.endpoint_name!r}: approve one (mlops registry approve N)")
         if answer is None:
-            return web.json_response({"error": {"code": "endpoint_unavailable",
-                                                "message": "the model server is not reachable"}}, status=503)
+            return json_error(503, "endpoint_unavailable", "the model server is not reachable (restarting?): retry "
+                                                           "in a few seconds; `mlops endpoint status` says more")
         status, payload, headers = answer
-        return web.Response(body=payload, status=status, headers={**_returned(headers), **_version_header(target)})
+        return web.Response(body=payload, status=status,
+                            headers={**_returned(headers, CONTAINER_HEADERS), **_version_header(target)})
 
 
 def _version_header(target: Target | None) -> dict:
     return {"X-Mlops-Model-Version": str(target.version)} if target and target.version is not None else {}
 
 
-def _returned(headers) -> dict:
+def _returned(headers, names=RETURNED_HEADERS) -> dict:
     """The container's response headers that SageMaker Runtime passes on."""
-    return {k: v for k, v in headers.items() if k.lower() in RETURNED_HEADERS}
+    return {k: v for k, v in headers.items() if k.lower() in names}
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler):
+    """aiohttp's own 404/405 (no such route, wrong method) in the JSON error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 405:
+            return json_error(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}: use "
+                                                         "POST for /invocations, GET for /ping and /metrics")
+        return json_error(exc.status, "not_found" if exc.status == 404 else "error",
+                          f"no route {request.path}: the endpoint answers POST /endpoints/<name>/invocations, "
+                          "POST /invocations, GET /ping, GET /metrics" if exc.status == 404 else exc.text or exc.reason)
 
 
 async def _open_session(app: web.Application) -> None:
@@ -153,7 +209,7 @@ def create_front_app(endpoint_name: str, resolve: Callable[[], Target | None], o
     goes after a blue/green switch); the request is then tried once more.
     """
     front = _Front(endpoint_name, resolve, on_unreachable, container_timeout_s)
-    app = web.Application(client_max_size=MAX_PAYLOAD_BYTES + 1024 * 1024)
+    app = web.Application(client_max_size=MAX_PAYLOAD_BYTES, middlewares=[json_errors])
     app.router.add_post("/endpoints/{name}/invocations", front.invoke_endpoint)
     app.router.add_get("/ping", front.container_route)
     app.router.add_get("/metrics", front.container_route)

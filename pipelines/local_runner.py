@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import mlcore
 from pipelines import spec
 from pipelines.caching import StepCache, StepSignature
+from pipelines.liveness import started_at
 from pipelines.parameters import PipelineError, check_hyperparameters, resolve_parameters, training_hyperparameters
 from pipelines.registry import LocalModelRegistry, atomic_write_json
 from pipelines.run_result import CACHED, FAILED, RUN_FILE, SUCCEEDED, RunResult, StepFailed, StepResult, format_summary
@@ -86,7 +87,8 @@ class LocalPipelineRunner:
         self.run_id = run_id or new_run_id()
         self.run_dir = Path(settings.runs_dir) / self.run_id
         self.result = RunResult(self.run_id, self.run_dir, dict(self.values),
-                                [StepResult(name) for name in spec.STEPS])
+                                [StepResult(name) for name in spec.STEPS], pid=os.getpid(),
+                                pid_started=started_at(os.getpid()))
 
     # ----- plumbing
     def _dir(self, step: str) -> Path:

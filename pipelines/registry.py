@@ -3,12 +3,12 @@
 Layout: `<root>/<group>/v<N>/{model.tar.gz, evaluation.json, package.json}`. `package.json`
 mirrors DescribeModelPackage (plus metrics, source run id, approval history). Everything is on
 disk; a version appears by renaming a complete temp directory, files are replaced atomically
-and a per-group file lock serialises writers across processes.
+and a per-group file lock (`filelock`, released by the OS if its holder dies) serialises writers
+across processes; every change re-reads the version under the lock.
 """
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import getpass
 import json
 import os
@@ -19,6 +19,8 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
+
+from filelock import FileLock
 
 from mlcore.config import EVALUATION_FILE
 from pipelines.digests import file_sha256
@@ -107,14 +109,10 @@ class LocalModelRegistry:
 
     @contextlib.contextmanager
     def _lock(self, group: str) -> Iterator[None]:
-        """Exclusive lock on `<group>/.lock` (flock: released by the OS if the process dies)."""
+        """Exclusive lock on `<group>/.lock` (an flock through filelock: released by the OS if the process dies)."""
         self.group_dir(group).mkdir(parents=True, exist_ok=True)
-        with open(self.group_dir(group) / ".lock", "a") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        with FileLock(self.group_dir(group) / ".lock", is_singleton=True):
+            yield
 
     # ----- reading
     def list_groups(self) -> list[str]:

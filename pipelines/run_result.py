@@ -1,11 +1,15 @@
 """The outcome of one local pipeline execution: per-step results, run.json, and the end-of-run table."""
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from pipelines import spec
+from pipelines.liveness import alive
+from pipelines.registry import atomic_write_json
 
 RUN_FILE = "run.json"
 SUCCEEDED, CACHED, FAILED, SKIPPED = "succeeded", "cached", "failed", "skipped"
@@ -46,6 +50,8 @@ class RunResult:
     model_package: dict | None = None
     started: str = ""
     finished: str = ""
+    pid: int | None = None  # the process executing it, and when that process started: a killed run is
+    pid_started: float | None = None  # recognised by the next CLI start (mark_abandoned)
 
     @property
     def succeeded(self) -> bool:
@@ -81,3 +87,21 @@ def format_summary(result: RunResult) -> str:
         verdict += f" - {result.failure.splitlines()[0]}"
     lines += ["", verdict, f"run metadata: {result.run_dir / RUN_FILE}"]
     return "\n".join(lines)
+
+
+def mark_abandoned(runs_dir: Path) -> list[dict]:
+    """Runs still "Executing" whose process is gone (killed: it could not record its end) marked Failed with the
+    reason; returns their run.json documents."""
+    marked = []
+    for path in sorted(Path(runs_dir).glob(f"*/{RUN_FILE}")):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if doc.get("status") != "Executing" or not doc.get("pid") or alive(doc["pid"], doc.get("pid_started")):
+            continue
+        doc.update(status="Failed", finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   failure=f"the process running it (pid {doc['pid']}) ended without finishing it (killed?)")
+        atomic_write_json(path, doc)
+        marked.append(doc)
+    return marked

@@ -23,7 +23,8 @@ def publish_event(event: dict, settings: Settings, echo: bool = True, deploy: bo
     """Deliver a model package state-change event: append it to <home>/events.jsonl (and print it).
 
     With `deploy`, the event also goes to the deploy handler's decision logic (lambda_fn/deploy.py)
-    with the local backend (mlops/local_deploy.py), as EventBridge would deliver it to the deploy Lambda on AWS.
+    with the local backend (mlops/local_deploy.py: `converge`, serialized with every other endpoint change),
+    as EventBridge would deliver it to the deploy Lambda on AWS.
     """
     settings.home.mkdir(parents=True, exist_ok=True)
     with open(settings.events_file, "a", encoding="utf-8") as fh:
@@ -32,12 +33,11 @@ def publish_event(event: dict, settings: Settings, echo: bool = True, deploy: bo
         print(json.dumps(event, indent=2))
     if not deploy:
         return None
-    from lambda_fn.deploy import decide
-    from mlops.local_deploy import LocalBackend
+    from mlops.local_deploy import converge
     from mlops.local_endpoint import DeployError
 
     try:
-        return decide(event, LocalBackend(settings))
+        return converge(settings, event)
     except DeployError as exc:
         raise CliError(f"the status changed, but deployment failed; the serving version is unchanged.\n{exc}") from None
 
@@ -120,7 +120,9 @@ def _change(args, status: str) -> int:
     try:
         event = registry.update_status(group, args.version, status, reason=args.reason or "")
     except (RegistryError, ValueError) as exc:
-        raise CliError(str(exc)) from None
+        hint = ("; `mlops endpoint start` brings the local endpoint to the newest Approved version"
+                if f"is {status}:" in str(exc) and args.deploy else "")
+        raise CliError(f"{exc}{hint}") from None
     print(f"{group} version {event['detail']['ModelPackageVersion']} is now {status}", file=sys.stderr)
     outcome = publish_event(event, settings, echo=args.verbose, deploy=args.deploy)
     if outcome:

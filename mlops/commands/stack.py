@@ -1,13 +1,18 @@
-"""`mlops up`: the local serving stack in one command; `mlops endpoint`: its endpoint's state.
+"""`mlops up`: the local serving stack in one command; `mlops endpoint`: its endpoint's state and life.
 
 up = the stable endpoint (proxy on :8080 to the serving model version, deploying the newest
-Approved version if none is running) + the predict Lambda as a Function URL (:8090) + the web
-app (:8000, its /api/predict proxied to the Lambda). Ctrl-C or SIGTERM stops everything, the
-model server of the endpoint included unless --keep-endpoint; `mlops endpoint stop` stops a model
-server left running (by --keep-endpoint, or by an approval while the stack was down).
+Approved version if none is running; its process supervises the model server and restarts it when
+it dies) + the predict Lambda as a Function URL (:8090) + the web app (:8000, its /api/predict
+proxied to the Lambda). Ctrl-C or SIGTERM stops everything, the model server of the endpoint
+included unless --keep-endpoint.
+
+endpoint status: what is set to serve and whether its model server lives; start: bring the endpoint
+to the newest Approved version and restart a dead model server (what `mlops up` does by itself);
+restart: a new model server for the serving version (blue/green); stop: stop the model server.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -75,21 +80,18 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = N
 
 
 def ensure_serving(settings: Settings, log=print) -> int | None:
-    """Deploy the newest Approved version when the endpoint serves nothing (e.g. after a reboot)."""
-    from mlops.local_deploy import LocalBackend
+    """Bring the endpoint to what decide says (the newest Approved version), restarting a dead model server
+    (e.g. after a reboot); returns the version serving."""
+    from mlops.local_deploy import converge
 
-    backend = LocalBackend(settings)
-    current = backend.serving_version()
-    if current is not None:
-        return current
-    newest = backend.newest_approved(settings.model_package_group)
-    if newest is None:
+    outcome = converge(settings)
+    if outcome["version"] is None:
         log("no Approved model version yet: the endpoint answers 503 until you approve one "
             "(mlops registry approve N)")
-        return None
-    log(f"deploying version {newest['version']} (the newest Approved) ...")
-    backend.deploy(newest)
-    return newest["version"]
+    elif outcome["action"] != "none" or outcome.get("revived"):
+        log(f"endpoint: {outcome['action']}{' (model server restarted)' if outcome.get('revived') else ''}: "
+            f"version {outcome['version']} serves ({outcome['reason']})")
+    return outcome["version"]
 
 
 def lambda_env(ports: StackPorts) -> dict:
@@ -125,7 +127,7 @@ class Stack:
         urls = {"endpoint": f"http://127.0.0.1:{self.ports.endpoint}",
                 "lambda": f"http://127.0.0.1:{self.ports.lambda_url}",
                 "site": f"http://127.0.0.1:{self.ports.site}"}
-        self._spawn("endpoint", [py, "-m", "mlops.local_endpoint", "--home", str(self.settings.home), "--name",
+        self._spawn("endpoint", [py, "-m", "mlops.endpoint_supervisor", "--home", str(self.settings.home), "--name",
                                  spec.ENDPOINT_NAME, "--port", str(self.ports.endpoint)], urls["endpoint"] + "/ping", env)
         self._spawn("lambda", [py, "-m", "lambda_fn.local_adapter", "--port", str(self.ports.lambda_url)],
                     urls["lambda"] + "/", {**env, **lambda_env(self.ports)})
@@ -200,17 +202,49 @@ def cmd_up(args) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
-def cmd_endpoint(args) -> int:
+def endpoint_status(settings: Settings) -> dict:
+    """What `mlops endpoint status` reports: the version set to serve and whether its model server lives."""
     from mlops.local_endpoint import LocalEndpoint
 
-    settings = Settings.from_env()
     endpoint = LocalEndpoint(settings.home, spec.ENDPOINT_NAME)
-    if args.action == "stop":
-        endpoint.stop()
-        print(f"stopped the model server of endpoint {spec.ENDPOINT_NAME}")
-        return 0
     state = endpoint.state()
-    print(json.dumps(state, indent=2) if state else f"endpoint {spec.ENDPOINT_NAME}: nothing deployed")
+    report = {"endpoint": spec.ENDPOINT_NAME, "health": endpoint.health(), "version": state.get("version"),
+              "pid": state.get("pid"), "url": state.get("url"), "deployed_at": state.get("deployed_at"),
+              "restarts": state.get("restarts", 0), "last_restart": state.get("last_restart"),
+              "pending_change": endpoint.redrive_pending()}
+    return report
+
+
+def _describe(report: dict) -> str:
+    name, health = report["endpoint"], report["health"]
+    if health == "none":
+        return f"endpoint {name}: nothing deployed (approve a version: mlops registry approve N)"
+    if health == "dead":
+        return (f"endpoint {name}: version {report['version']} is set to serve, but its model server (pid "
+                f"{report['pid']}) is dead: `mlops endpoint start` restarts it (a running `mlops up` does it by "
+                "itself)")
+    restarts = f", restarted {report['restarts']} times" if report["restarts"] else ""
+    return (f"endpoint {name}: version {report['version']} serving (pid {report['pid']}, {report['url']}, since "
+            f"{report['deployed_at']}{restarts})")
+
+
+def cmd_endpoint(args) -> int:
+    from mlops.local_endpoint import DeployError, LocalEndpoint
+
+    settings = Settings.from_env()
+    endpoint = LocalEndpoint(settings.home, spec.ENDPOINT_NAME, python=settings.python)
+    try:
+        if args.action == "stop":
+            endpoint.stop()
+            print(f"stopped the model server of endpoint {spec.ENDPOINT_NAME}")
+        elif args.action == "start":
+            ensure_serving(settings)
+        elif args.action == "restart" and not endpoint.restart("mlops endpoint restart"):
+            ensure_serving(settings)
+    except DeployError as exc:
+        raise CliError(str(exc)) from None
+    report = endpoint_status(settings)
+    print(json.dumps(report, indent=2) if args.json else _describe(report))
     return 0
 
 
@@ -222,6 +256,10 @@ def register(subparsers) -> None:
     parser.add_argument("--keep-endpoint", action="store_true",
                         help="leave the model server running on exit (the next `mlops up` reuses it)")
     parser.set_defaults(func=cmd_up)
-    parser = subparsers.add_parser("endpoint", help="state of the local endpoint, or stop its model server")
-    parser.add_argument("action", choices=["status", "stop"], nargs="?", default="status")
+    parser = subparsers.add_parser("endpoint", help="the local endpoint: status, start, restart or stop its model "
+                                   "server", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["status", "start", "restart", "stop"], nargs="?", default="status",
+                        help="status (default); start: deploy the newest Approved version and restart a dead model "
+                             "server; restart: a new model server for the serving version; stop")
+    parser.add_argument("--json", action="store_true", help="print the status as JSON")
     parser.set_defaults(func=cmd_endpoint)

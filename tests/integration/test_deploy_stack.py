@@ -13,9 +13,10 @@ import pytest
 import requests
 
 from mlcore.metrics import multilabel_report
-from mlops.local_endpoint import LocalEndpoint, _alive
+from mlops.local_endpoint import LocalEndpoint
 from mlops.settings import Settings
 from pipelines import spec
+from pipelines.liveness import alive
 from pipelines.registry import LocalModelRegistry
 from pipelines.tarball import make_model_tarball
 from tests.helpers.models import save_tiny_bert
@@ -68,14 +69,14 @@ def test_up_serves_the_newest_approved_version_and_sigterm_stops_everything(appr
         assert [p["text_index"] for p in answer.json()["predictions"]] == [0, 1]
         assert answer.headers["Access-Control-Allow-Origin"] == "http://localhost:18199"
         state = LocalEndpoint(settings.home, spec.ENDPOINT_NAME).state()
-        assert state["version"] == 1 and _alive(state["pid"])
+        assert state["version"] == 1 and alive(state["pid"])
     finally:
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=60)[0]
     assert proc.returncode == 0, output
     assert "stopping the stack" in output
     assert not _listening(endpoint_port) and not _listening(lambda_port), "a stack process outlived mlops up"
-    assert not _alive(state["pid"]), "the model server outlived mlops up"
+    assert not alive(state["pid"]), "the model server outlived mlops up"
     assert LocalEndpoint(settings.home, spec.ENDPOINT_NAME).state() == {}
 
 
