@@ -33,12 +33,14 @@ def publish_event(event: dict, settings: Settings, echo: bool = True, deploy: bo
         print(json.dumps(event, indent=2))
     if not deploy:
         return None
-    from lambda_fn.deploy import decide
+    from lambda_fn.deploy import decide, logger
+    from mlops.commands.stack import log_level
     from mlops.local_deploy import LocalBackend
     from mlops.local_endpoint import DeployError
 
     try:
-        return decide(event, LocalBackend(settings))
+        with log_level(logger, "INFO" if echo else "WARNING"):  # its "deploy decision" JSON line: --verbose
+            return decide(event, LocalBackend(settings))
     except DeployError as exc:
         raise CliError(f"the status changed, but deployment failed; the serving version is unchanged.\n{exc}") from None
 
