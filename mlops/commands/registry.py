@@ -65,10 +65,7 @@ def serving_version(settings: Settings) -> int | None:
 
 def cmd_list(args) -> int:
     registry, group, settings = _registry(args)
-    try:
-        packages = registry.list_packages(group)
-    except RegistryError as exc:
-        raise CliError(str(exc)) from None
+    packages = registry.list_packages(group) if group in registry.list_groups() else []  # none yet: an empty list
     if args.status:
         packages = [p for p in packages if p["ModelApprovalStatus"] == args.status]
     serving = serving_version(settings)
@@ -82,7 +79,8 @@ def cmd_list(args) -> int:
                ("RUN", "SourceRunId")]
     emit(items, columns, args.output, title=f"model package group {group} ({registry.group_dir(group)}); "
          "SERVING * = on the local endpoint",
-         empty=f"no versions in {group}" + (f" with status {args.status}" if args.status else ""))
+         empty=f"no versions in {group}" + (f" with status {args.status}" if args.status else "")
+         + ("" if packages or args.status else " (a pipeline run that passes the quality gate registers one)"))
     return 0
 
 

@@ -67,6 +67,7 @@ def test_version_and_did_you_mean():
 
 
 def test_registry_list_as_json_marks_the_serving_version(home, tmp_path, capsys):
+    assert main(["registry", "list", "--output", "json"]) == 0 and json.loads(capsys.readouterr().out) == []
     registry = register(home, tmp_path, 3)
     registry.update_status(home.model_package_group, 2, "Approved")
     serve(home, 2)
