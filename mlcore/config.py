@@ -129,21 +129,31 @@ def field_default(f: dataclasses.Field) -> Any:
     raise ValueError(f"field {f.name} has no default")
 
 
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add one `--field-name` flag (underscores accepted too) per dataclass field."""
+_METAVARS = {int: "N", float: "X", str: "TEXT"}
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, human: bool = False) -> None:
+    """Add one `--field-name` flag (underscores accepted too) per dataclass field.
+
+    Step scripts take `--name value` for every field, booleans too (SageMaker passes hyperparameters so).
+    `human` (a person's CLI): help lists each flag once (the underscore spelling still works, unlisted) and a
+    boolean is a switch, `--name` / `--no-name`.
+    """
     hints = get_type_hints(cls)
     for f in fields(cls):
         kind = hints[f.name]
         converter = _parse_bool if kind is bool else kind
-        default = field_default(f)
-        flags = sorted({f"--{f.name.replace('_', '-')}", f"--{f.name}"})
-        parser.add_argument(
-            *flags,
-            dest=f.name,
-            type=converter,
-            default=None,
-            help=f"{f.metadata.get('help', '')} (default: {default})".strip(),
-        )
+        help_text = f"{f.metadata.get('help', '')} (default: {field_default(f)})".strip()
+        dashed, plain = f"--{f.name.replace('_', '-')}", f"--{f.name}"
+        if not human:
+            parser.add_argument(*sorted({dashed, plain}), dest=f.name, type=converter, default=None, help=help_text)
+        elif kind is bool:
+            parser.add_argument(dashed, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(dashed, dest=f.name, type=converter, default=None, metavar=_METAVARS.get(kind, "VALUE"),
+                                help=help_text)
+            if plain != dashed:
+                parser.add_argument(plain, dest=f.name, type=converter, default=None, help=argparse.SUPPRESS)
 
 
 def dataclass_from_namespace(cls: type[T], ns: argparse.Namespace, env_prefix: str = "SM_HP_") -> T:

@@ -17,22 +17,23 @@ def plot_confusion_matrices(report: dict, path: str | Path) -> Path:
     names = list(per_label)
     cols = min(7, len(names))
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.3 * rows + 0.6), squeeze=False)
+    # readable at the size a report shows it: counts at 13 pt, names at 10 pt, 110 dpi
+    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.6 * rows + 0.6), squeeze=False)
     for ax, name in zip(axes.flat, names):
         m = per_label[name]
         counts = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]])
         ax.imshow(counts / max(1, counts.sum()), cmap="Blues", vmin=0, vmax=1)
         for (i, j), v in np.ndenumerate(counts):
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=13, fontweight="bold",
                     color="white" if v / max(1, counts.sum()) > 0.5 else "black")
-        ax.set_title(f"{name}\nF1 {m['f1']:.2f}" if m["f1"] is not None else name, fontsize=8)
-        ax.set_xticks([0, 1], ["pred 0", "pred 1"], fontsize=6)
-        ax.set_yticks([0, 1], ["true 0", "true 1"], fontsize=6)
+        ax.set_title(f"{name}\nF1 {m['f1']:.2f}" if m["f1"] is not None else name, fontsize=10)
+        ax.set_xticks([0, 1], ["pred 0", "pred 1"], fontsize=8)
+        ax.set_yticks([0, 1], ["true 0", "true 1"], fontsize=8)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    fig.suptitle("Per-label confusion matrices (counts)")
+    fig.suptitle("Per-label confusion matrices (counts)", fontsize=12)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
 

@@ -36,6 +36,17 @@ class Settings:
             raise ValueError("model package group must not be empty")
 
     @property
+    def monitoring_dir(self) -> Path:
+        """The monitor's home: ground truth, baselines, outputs, scraped server metrics."""
+        return self.home / "monitoring"
+
+    @property
+    def ground_truth_dir(self) -> Path:
+        """The ground-truth store (SageMaker's yyyy/mm/dd/hh layout): `mlops monitor ground-truth` and the
+        predict Lambda's feedback route write it, the monitor reads it."""
+        return self.monitoring_dir / "ground_truth"
+
+    @property
     def events_file(self) -> Path:
         """Where `publish_event` appends the EventBridge-shaped events (one JSON a line)."""
         return self.home / "events.jsonl"

@@ -248,6 +248,16 @@ def load_series(path: str | Path) -> list[dict]:
     return sorted(series, key=lambda r: r["time"])
 
 
+NICE_BUCKETS_S = (1, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 86400)
+
+
+def nice_bucket(times: Sequence[datetime], max_buckets: int = 60) -> timedelta:
+    """The smallest of 1 s, 5 s, ... 1 d that cuts the span of `times` into at most `max_buckets` buckets: a
+    20-second demo gets 1-second buckets, a day of traffic 1-hour ones."""
+    span = (max(times) - min(times)).total_seconds() if times else 0.0
+    return timedelta(seconds=next((b for b in NICE_BUCKETS_S if span / b <= max_buckets), NICE_BUCKETS_S[-1]))
+
+
 def capture_throughput(times: Sequence[datetime], batch_sizes: Sequence[int], bucket: timedelta) -> list[dict]:
     """Requests and texts per second in fixed buckets, from capture inference times."""
     if not times:

@@ -1,4 +1,5 @@
 """Step caching like SageMaker's: reuse a step's outputs when its code, arguments and inputs are unchanged.
+Entries and the runs that made or reuse them share their files (hard links): a cached run costs no disk.
 
 The cache key hashes the step's code (its script + the packages it imports), its logical
 arguments (no run-specific paths) and the content of its input files. An entry is a directory
@@ -19,6 +20,18 @@ from typing import Any, Mapping
 from pipelines.digests import hash_path
 
 ENTRY_FILE = "entry.json"
+
+
+def link_or_copy(src: str | Path, dest: str | Path) -> None:
+    """Hard-link `src` at `dest` (no bytes copied), or copy it where links are impossible (another file system).
+
+    Safe because step outputs are written once: a step writes a new file (or replaces one with os.replace),
+    it never rewrites another step's or a cache entry's file in place.
+    """
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
 
 
 @dataclass
@@ -95,9 +108,9 @@ class StepCache:
                 dest = tmp / "outputs" / name
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 if src.is_dir():
-                    shutil.copytree(src, dest)
+                    shutil.copytree(src, dest, copy_function=link_or_copy)
                 elif src.is_file():
-                    shutil.copy2(src, dest)
+                    link_or_copy(src, dest)
                 else:
                     raise FileNotFoundError(f"step {signature.step} output {name!r} missing: {src}")
             for name, src in (attachments or {}).items():
@@ -117,7 +130,8 @@ class StepCache:
 
     @staticmethod
     def restore(hit: CacheHit, destinations: Mapping[str, str | Path]) -> None:
-        """Copy the cached outputs to `destinations` (name -> path), replacing what is there."""
+        """Put the cached outputs at `destinations` (name -> path; hard links, see `link_or_copy`), replacing
+        what is there."""
         for name, dest in destinations.items():
             src = hit.output(name)
             dest = Path(dest)
@@ -127,6 +141,6 @@ class StepCache:
                 dest.unlink()
             dest.parent.mkdir(parents=True, exist_ok=True)
             if src.is_dir():
-                shutil.copytree(src, dest)
+                shutil.copytree(src, dest, copy_function=link_or_copy)
             else:
-                shutil.copy2(src, dest)
+                link_or_copy(src, dest)

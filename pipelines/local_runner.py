@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import mlcore
 from pipelines import spec
 from pipelines.caching import StepCache, StepSignature
+from pipelines.digests import file_sha256
 from pipelines.liveness import started_at
 from pipelines.parameters import PipelineError, check_hyperparameters, resolve_parameters, training_hyperparameters
 from pipelines.registry import LocalModelRegistry, atomic_write_json
@@ -69,7 +70,8 @@ class LocalPipelineRunner:
     def __init__(self, parameters: Mapping[str, Any] | None, settings, cache: bool = True,
                  steps_dir: str | Path | None = None, hyperparameters: Mapping[str, Any] | None = None,
                  out: TextIO | None = None, on_event: Callable[[dict], None] | None = None,
-                 run_id: str | None = None):
+                 run_id: str | None = None, verbose: bool = True,
+                 preprocess_options: Mapping[str, str] | None = None):
         self.values = resolve_parameters(parameters)
         self.extra_hps = check_hyperparameters(hyperparameters)
         self.input_arg, self.input_path = _input_source(str(self.values["InputData"]))
@@ -81,6 +83,8 @@ class LocalPipelineRunner:
             raise PipelineError(f"step scripts missing in {self.steps_dir}: {', '.join(missing)}")
         self.out = out or sys.stdout
         self.printer = StepPrinter(self.out)
+        self.verbose = verbose  # False: library output on stderr goes to the step logs only
+        self.preprocess_options = {k: str(v) for k, v in (preprocess_options or {}).items() if v}
         self.on_event = on_event
         self.cache = StepCache(settings.cache_dir)
         self.registry = LocalModelRegistry(settings.registry_dir)
@@ -138,6 +142,7 @@ class LocalPipelineRunner:
                 run(log_path)
             except StepFailed as exc:
                 step.status, step.message, step.summary = FAILED, str(exc), exc.short
+                step.exit_status = exc.exit_status
                 step.duration_s = round(time.monotonic() - started, 2)
                 raise
             step.status = SUCCEEDED
@@ -151,7 +156,9 @@ class LocalPipelineRunner:
 
     def _subprocess(self, name: str, argv: list[str], env_extra: Mapping[str, str] | None = None):
         def run(log_path: Path) -> None:
-            rc = run_script(argv, self._env(env_extra), log_path, name, self.printer, cwd=self._dir(name))
+            self.printer.hidden = 0
+            rc = run_script(argv, self._env(env_extra), log_path, name, self.printer, cwd=self._dir(name),
+                            quiet=not self.verbose)
             if rc != 0:
                 tail = log_tail(log_path)
                 raise StepFailed(
@@ -159,7 +166,11 @@ class LocalPipelineRunner:
                     + "\n".join(f"    {line}" for line in tail)
                     + f"\nFull log: {log_path}",
                     short=f"{name} failed: exit status {rc}, last line: {tail[-1] if tail else '(no output)'}",
+                    exit_status=rc,
                 )
+            if self.printer.hidden:
+                self.printer.line(name, f"({self.printer.hidden} line(s) of library output in {log_path}; "
+                                        "--verbose shows them here)")
         return run
 
     # ----- the steps
@@ -167,9 +178,11 @@ class LocalPipelineRunner:
         name, out_dir = spec.PREPROCESS, self._dir(spec.PREPROCESS) / "output"
         argv = [self.settings.python, str(self.steps_dir / "preprocess.py"), "--input", self.input_arg,
                 "--output-dir", str(out_dir)]
+        for option, value in sorted(self.preprocess_options.items()):  # e.g. text-column: --text-column body
+            argv += [f"--{option}", value]
         signature = StepSignature(
             name, code=self._code("preprocess.py"),
-            arguments={"input": "<local path>" if self.input_path else self.input_arg},
+            arguments={"input": "<local path>" if self.input_path else self.input_arg, **self.preprocess_options},
             inputs={"input": self.input_path} if self.input_path else {},
         )
 
@@ -306,9 +319,14 @@ class LocalPipelineRunner:
         step_dir = self._dir(name)
         step_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
+        tarball = self._dir(spec.TRAIN) / "output" / "model.tar.gz"
+        same = self.registry.find_by_model_digest(self.settings.model_package_group, file_sha256(tarball))
+        if same is not None:  # e.g. a run served from the step cache: the registry keeps one copy of a model
+            self._reuse(step, step_dir, same, started)
+            return
         package = self.registry.register(
             self.settings.model_package_group,
-            self._dir(spec.TRAIN) / "output" / "model.tar.gz",
+            tarball,
             self._dir(spec.EVALUATE) / "evaluation" / spec.EVALUATION_FILE,
             approval_status=self.values["ModelApprovalStatus"],
             source_run_id=self.run_id,
@@ -327,6 +345,19 @@ class LocalPipelineRunner:
         step.duration_s = round(time.monotonic() - started, 3)
         if self.on_event:
             self.on_event(self.registry.state_change_event(package))
+
+    def _reuse(self, step: StepResult, step_dir: Path, package: dict, started: float) -> None:
+        """The model is byte-identical to a registered version: point at it, register nothing, emit nothing."""
+        version, status = package["ModelPackageVersion"], package["ModelApprovalStatus"]
+        self.result.model_package, self.result.model_package_reused = package, True
+        step.status = SUCCEEDED
+        step.summary = f"identical to {package['ModelPackageGroupName']} v{version} ({status}): not registered again"
+        step.outputs = {"model_package_arn": package["ModelPackageArn"]}
+        step.log = str(step_dir / LOG_FILE)
+        (step_dir / LOG_FILE).write_text(f"model.tar.gz is byte-identical to {package['ModelPackageArn']} ({status}): "
+                                         "nothing registered\n")
+        self.printer.line(spec.REGISTER, step.summary)
+        step.duration_s = round(time.monotonic() - started, 3)
 
     def fail(self, verdict: str) -> str:
         """The FailStep: ends the execution with a message naming the metric values and thresholds."""
@@ -378,8 +409,10 @@ class LocalPipelineRunner:
 
 def run_pipeline(parameters: Mapping[str, Any] | None, settings, cache: bool = True, *,
                  steps_dir: str | Path | None = None, hyperparameters: Mapping[str, Any] | None = None,
-                 out: TextIO | None = None, on_event: Callable[[dict], None] | None = None) -> RunResult:
+                 out: TextIO | None = None, on_event: Callable[[dict], None] | None = None,
+                 verbose: bool = True, preprocess_options: Mapping[str, str] | None = None) -> RunResult:
     """Execute the pipeline locally; PipelineError for bad parameters, a Failed RunResult for a failed step."""
     runner = LocalPipelineRunner(parameters, settings, cache=cache, steps_dir=steps_dir,
-                                 hyperparameters=hyperparameters, out=out, on_event=on_event)
+                                 hyperparameters=hyperparameters, out=out, on_event=on_event, verbose=verbose,
+                                 preprocess_options=preprocess_options)
     return runner.run()

@@ -153,6 +153,15 @@ class LocalModelRegistry:
                 return package
         return None
 
+    def find_by_model_digest(self, group: str, sha256: str) -> dict | None:
+        """The newest version whose model.tar.gz has this sha256 (its ModelDataETag), or None."""
+        if not (self.group_dir(group) / GROUP_FILE).exists():
+            return None
+        for package in reversed(self.list_packages(group)):
+            if package["InferenceSpecification"]["Containers"][0].get("ModelDataETag") == sha256:
+                return package
+        return None
+
     def model_path(self, group: str, version: int | str) -> Path:
         """Local path of a version's model.tar.gz."""
         self.describe(group, version)
@@ -258,6 +267,16 @@ class LocalModelRegistry:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
         return package
+
+    def delete_version(self, group: str, version: int | str) -> None:
+        """Remove a version and its files (DeleteModelPackage). Numbers come from the highest version left: the
+        caller keeps the newest one (`mlops gc` always does), or its number would be given again."""
+        version = self._parse_version(version)
+        with self._lock(group):
+            self.describe(group, version)
+            doomed = self.group_dir(group) / f".deleted-v{version}-{uuid.uuid4().hex[:6]}"
+            os.rename(self.version_dir(group, version), doomed)  # gone for readers at once; the bytes go next
+            shutil.rmtree(doomed, ignore_errors=True)
 
     def update_status(self, group: str, version: int | str, status: str, reason: str = "",
                       by: str | None = None) -> dict:

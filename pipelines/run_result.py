@@ -18,9 +18,10 @@ SUCCEEDED, CACHED, FAILED, SKIPPED = "succeeded", "cached", "failed", "skipped"
 class StepFailed(RuntimeError):
     """A step ended badly; the message says why and where its log is, `short` fits in one table cell."""
 
-    def __init__(self, message: str, short: str | None = None):
+    def __init__(self, message: str, short: str | None = None, exit_status: int | None = None):
         super().__init__(message)
         self.short = short or message.splitlines()[0]
+        self.exit_status = exit_status  # the step script's, when it ran and failed (2: bad input)
 
 
 @dataclass
@@ -35,6 +36,7 @@ class StepResult:
     message: str = ""
     log: str | None = None
     cache_key: str | None = None
+    exit_status: int | None = None
 
 
 @dataclass
@@ -48,6 +50,7 @@ class RunResult:
     status: str = "Executing"
     failure: str | None = None
     model_package: dict | None = None
+    model_package_reused: bool = False  # the model was byte-identical to a registered version
     started: str = ""
     finished: str = ""
     pid: int | None = None  # the process executing it, and when that process started: a killed run is
@@ -56,6 +59,11 @@ class RunResult:
     @property
     def succeeded(self) -> bool:
         return self.status == "Succeeded"
+
+    @property
+    def bad_input(self) -> bool:
+        """A step script refused its input (exit status 2: a bad dataset or hyperparameter)."""
+        return any(s.status == FAILED and s.exit_status == 2 for s in self.steps)
 
     def step(self, name: str) -> StepResult:
         for result in self.steps:
@@ -81,7 +89,10 @@ def format_summary(result: RunResult) -> str:
     lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 11)
     verdict = f"run {result.run_id}: {result.status}"
-    if result.model_package:
+    if result.model_package and result.model_package_reused:
+        verdict += (f" - the model is identical to {result.model_package['ModelPackageArn']} "
+                    f"({result.model_package['ModelApprovalStatus']}): no new version")
+    elif result.model_package:
         verdict += f" - registered {result.model_package['ModelPackageArn']} ({result.model_package['ModelApprovalStatus']})"
     elif result.failure:
         verdict += f" - {result.failure.splitlines()[0]}"

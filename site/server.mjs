@@ -1,5 +1,5 @@
 // The site locally, as Netlify serves it: the static files of public/ with the headers of
-// netlify.toml, and /api/predict answered by the same Netlify Function handler.
+// netlify.toml, and /api/predict and /api/feedback answered by the same Netlify Function handlers.
 //   PREDICT_URL=http://127.0.0.1:8090/ node site/server.mjs [--port 8000] [--host 127.0.0.1] [--predict-url URL]
 // Requests to the Lambda are signed (SigV4) only when PREDICT_ACCESS_KEY_ID and PREDICT_SECRET_ACCESS_KEY
 // are set, as on Netlify; the local stack's Lambda adapter has no IAM, so it runs unsigned.
@@ -65,7 +65,11 @@ async function readBody(req, limit) {
 
 /** An http.Server for the site; predictUrl and fetchImpl feed the function exactly as Netlify's env would. */
 export function createSiteServer({ predictUrl, publicDir = PUBLIC_DIR, headerRules = [], fetchImpl = fetch, env = process.env } = {}) {
-  const predict = createHandler({ env: { ...env, PREDICT_URL: predictUrl ?? "" }, fetchImpl });
+  const functionEnv = { ...env, PREDICT_URL: predictUrl ?? "" };
+  const functions = {
+    "/api/predict": createHandler({ env: functionEnv, fetchImpl }),
+    "/api/feedback": createHandler({ env: functionEnv, fetchImpl, route: "feedback" }),
+  };
   const root = path.resolve(publicDir);
 
   async function serveApi(req, res, url) {
@@ -75,7 +79,8 @@ export function createSiteServer({ predictUrl, publicDir = PUBLIC_DIR, headerRul
       res.end(JSON.stringify({ error: { code: "payload_too_large", message: `the request is over ${MAX_BODY_BYTES / 1024} KiB` } }));
       return;
     }
-    const response = await predict(new Request(url, { method: req.method, headers: { "Content-Type": "application/json" }, body }));
+    const request = new Request(url, { method: req.method, headers: { "Content-Type": "application/json" }, body });
+    const response = await functions[url.pathname](request, { ip: req.socket.remoteAddress });
     res.writeHead(response.status, Object.fromEntries(response.headers));
     res.end(Buffer.from(await response.arrayBuffer()));
   }
@@ -111,7 +116,7 @@ export function createSiteServer({ predictUrl, publicDir = PUBLIC_DIR, headerRul
     const url = new URL(req.url, `http://${req.headers.host ?? "localhost"}`);
     for (const [name, value] of Object.entries(headersFor(headerRules, url.pathname))) res.setHeader(name, value);
     try {
-      if (url.pathname === "/api/predict") await serveApi(req, res, url);
+      if (url.pathname in functions) await serveApi(req, res, url);
       else await serveStatic(req, res, url);
     } catch (err) {
       console.error(`site server: ${req.method} ${url.pathname} failed: ${err?.stack ?? err}`);

@@ -22,7 +22,7 @@ ORDER = 60
 
 
 def monitoring_home(settings: Settings) -> Path:
-    return settings.home / "monitoring"
+    return settings.monitoring_dir
 
 
 def default_capture_dir(settings: Settings) -> Path:
@@ -106,7 +106,7 @@ def cmd_ground_truth(args) -> int:
         print(f"rejected {example}", file=sys.stderr)
     if not records:
         raise CliError(f"{args.file}: no valid ground-truth record ({stats.lines} line(s) read, all rejected)")
-    store = Path(args.store) if args.store else monitoring_home(settings) / "ground_truth"
+    store = Path(args.store) if args.store else settings.ground_truth_dir
     target = store_ground_truth(records, store, received, stem=Path(args.file).stem[:40] or "labels")
     print(f"stored {stats.records} ground-truth record(s) in {target}")
     print(f"lines read {stats.lines}, rejected {sum(stats.rejected.values())}, duplicate ids in file {stats.duplicate_ids}")
@@ -124,7 +124,7 @@ def _run_job(args, settings: Settings) -> dict:
     if args.since and args.until and args.since >= args.until:
         raise CliError(f"--since {args.since.isoformat()} must be before --until {args.until.isoformat()}")
     config = _config(args)
-    gt = Path(args.ground_truth_dir) if args.ground_truth_dir else monitoring_home(settings) / "ground_truth"
+    gt = Path(args.ground_truth_dir) if args.ground_truth_dir else settings.ground_truth_dir
     try:
         return run_monitoring(_capture_dir(args, settings), gt if gt.exists() else None, _baseline_dir(args, settings),
                               _output_dir(args, settings), args.since, args.until, args.window, config,
@@ -271,7 +271,7 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-dir", help="where results go (default $MLOPS_HOME/monitoring/output)")
     p.add_argument("--config", help="JSON file of MonitorConfig settings (flags override it)")
     p.add_argument("--fail-on-violation", action="store_true", help="exit with status 1 when a violation is found")
-    add_dataclass_arguments(p, MonitorConfig)
+    add_dataclass_arguments(p, MonitorConfig, human=True)
 
 
 def register(subparsers) -> None:

@@ -11,6 +11,7 @@ import json
 import sys
 
 from mlops.cli import CliError
+from mlops.output import add_output_option, emit, table
 from mlops.settings import Settings
 from pipelines.registry import LocalModelRegistry, RegistryError
 from pipelines.spec import MODEL_PACKAGE_GROUP
@@ -33,20 +34,16 @@ def publish_event(event: dict, settings: Settings, echo: bool = True, deploy: bo
         print(json.dumps(event, indent=2))
     if not deploy:
         return None
+    from lambda_fn.deploy import logger
+    from mlops.commands.stack import log_level
     from mlops.local_deploy import converge
     from mlops.local_endpoint import DeployError
 
     try:
-        return converge(settings, event)
+        with log_level(logger, "INFO" if echo else "WARNING"):  # its "deploy decision" JSON line: --verbose
+            return converge(settings, event)
     except DeployError as exc:
         raise CliError(f"the status changed, but deployment failed; the serving version is unchanged.\n{exc}") from None
-
-
-def _table(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def _metric(package: dict, name: str) -> str:
@@ -59,23 +56,32 @@ def _registry(args) -> tuple[LocalModelRegistry, str, Settings]:
     return LocalModelRegistry(settings.registry_dir), args.group or settings.model_package_group, settings
 
 
+def serving_version(settings: Settings) -> int | None:
+    """The version the local endpoint serves now (None when nothing is deployed or its server is gone)."""
+    from mlops.local_endpoint import LocalEndpoint
+    from pipelines.spec import ENDPOINT_NAME
+
+    return LocalEndpoint(settings.home, ENDPOINT_NAME).current_version()
+
+
 def cmd_list(args) -> int:
-    registry, group, _ = _registry(args)
-    try:
-        packages = registry.list_packages(group)
-    except RegistryError as exc:
-        raise CliError(str(exc)) from None
+    registry, group, settings = _registry(args)
+    packages = registry.list_packages(group) if group in registry.list_groups() else []  # none yet: an empty list
     if args.status:
         packages = [p for p in packages if p["ModelApprovalStatus"] == args.status]
-    if not packages:
-        print(f"no versions in {group}" + (f" with status {args.status}" if args.status else ""))
-        return 0
-    rows = [("VERSION", "STATUS", "CREATED", *(m.upper() for m in TABLE_METRICS), "RUN")]
-    for p in packages:
-        rows.append((str(p["ModelPackageVersion"]), p["ModelApprovalStatus"], p["CreationTime"][:19].replace("T", " "),
-                     *(_metric(p, m) for m in TABLE_METRICS), p.get("SourceRunId") or "-"))
-    print(f"model package group {group} ({registry.group_dir(group)})")
-    print(_table(rows))
+    serving = serving_version(settings)
+    items = [{"Version": p["ModelPackageVersion"], "Status": p["ModelApprovalStatus"],
+              "Serving": p["ModelPackageVersion"] == serving, "Created": p["CreationTime"],
+              **{m: p.get("Metrics", {}).get(m) for m in TABLE_METRICS}, "SourceRunId": p.get("SourceRunId"),
+              "ModelPackageArn": p["ModelPackageArn"],
+              "ModelSha256": p["InferenceSpecification"]["Containers"][0].get("ModelDataETag")} for p in packages]
+    columns = [("VERSION", "Version"), ("SERVING", "Serving"), ("STATUS", "Status"),
+               ("CREATED", lambda i: i["Created"][:19].replace("T", " ")), *((m.upper(), m) for m in TABLE_METRICS),
+               ("RUN", "SourceRunId")]
+    emit(items, columns, args.output, title=f"model package group {group} ({registry.group_dir(group)}); "
+         "SERVING * = on the local endpoint",
+         empty=f"no versions in {group}" + (f" with status {args.status}" if args.status else "")
+         + ("" if packages or args.status else " (a pipeline run that passes the quality gate registers one)"))
     return 0
 
 
@@ -107,9 +113,9 @@ def cmd_describe(args) -> int:
     metrics = package.get("Metrics", {})
     if metrics:
         print("metrics (test set):")
-        print(_table([("METRIC", "VALUE")] + [(k, _metric(package, k)) for k in metrics]))
+        print(table([("METRIC", "VALUE")] + [(k, _metric(package, k)) for k in metrics]))
     print("approval history:")
-    print(_table([("WHEN", "STATUS", "BY", "REASON")] + [
+    print(table([("WHEN", "STATUS", "BY", "REASON")] + [
         (h["at"], h["status"], h.get("by") or "-", h.get("reason") or "-") for h in package.get("ApprovalHistory", [])
     ]))
     return 0
@@ -137,8 +143,9 @@ def register(subparsers) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--group", help=f"model package group (default: $MLOPS_MODEL_PACKAGE_GROUP or {MODEL_PACKAGE_GROUP})")
 
-    p = sub.add_parser("list", parents=[common], help="table of versions with status and headline metrics")
+    p = sub.add_parser("list", parents=[common], help="versions with status, the serving one, headline metrics")
     p.add_argument("--status", choices=["PendingManualApproval", "Approved", "Rejected"], help="only this status")
+    add_output_option(p)
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("describe", parents=[common], help="one version: paths, metrics, approval history")
@@ -152,5 +159,4 @@ def register(subparsers) -> None:
         p.add_argument("--reason", default="", help="why (kept in the approval history)")
         p.add_argument("--no-deploy", dest="deploy", action="store_false",
                        help="only change the status; do not send the event to the local deploy handler")
-        p.add_argument("--verbose", action="store_true", help="print the emitted event")
         p.set_defaults(func=lambda args, status=status: _change(args, status))

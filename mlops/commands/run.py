@@ -17,6 +17,8 @@ ORDER = 10
 
 # CLI shortcuts and the pipeline parameter each one sets.
 SHORTCUTS = {"input": "InputData", "epochs": "Epochs", "base_model": "BaseModel"}
+# steps/preprocess.py flags `mlops run` passes through (the dataset errors' hints name them)
+PREPROCESS_OPTIONS = ("text-column", "label-column")
 
 
 def parse_assignments(items: Iterable[str], flag: str) -> dict[str, str]:
@@ -34,8 +36,11 @@ def parameters_epilog() -> str:
     lines += [
         "",
         "Steps run as subprocesses in $MLOPS_HOME/runs/<run-id>/<Step>/ (MLOPS_HOME defaults to ./.mlops);",
-        "unchanged steps are reused from the step cache. Exit status: 0 when the model was registered,",
-        "1 when a step failed or the quality gate (F1Threshold, RocAucThreshold) was not met, 2 for bad input.",
+        "unchanged steps are reused from the step cache, and a model byte-identical to a registered version",
+        "is not registered again. Quiet: library output of the steps goes to their step.log (--verbose shows it).",
+        "Exit status: 0 when the model was registered (or is already), 1 when a step failed or the quality",
+        "gate (F1Threshold, RocAucThreshold) was not met, 2 for bad input (a parameter, or a dataset or",
+        "hyperparameter that a step refused).",
     ]
     return "\n".join(lines)
 
@@ -47,6 +52,10 @@ def add_run_options(parser: argparse.ArgumentParser, shortcuts: bool = True) -> 
     if shortcuts:
         parser.add_argument("--input", metavar="PATH", help="shortcut for --param InputData=PATH ('demo', a file or directory, hf:<name>)")
         parser.add_argument("--base-model", metavar="NAME_OR_PATH", help="shortcut for --param BaseModel=...")
+        for option in PREPROCESS_OPTIONS:
+            parser.add_argument(f"--{option}", metavar="NAME",
+                                help=f"the dataset's {option.split('-')[0]} column or key (default: detected); "
+                                     "passed to the preprocessing step")
     parser.add_argument("--epochs", metavar="N", help="shortcut for --param Epochs=N")
     parser.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
                         help="extra training hyperparameter, a TrainingConfig field (e.g. --hp batch_size=16 "
@@ -68,7 +77,8 @@ def collect_parameters(args: argparse.Namespace, base: dict[str, str] | None = N
     return params
 
 
-def run(params: dict[str, str], hps: dict[str, str], no_cache: bool, settings: Settings | None = None):
+def run(params: dict[str, str], hps: dict[str, str], no_cache: bool, settings: Settings | None = None,
+        verbose: bool = False, preprocess_options: dict[str, str] | None = None):
     """Run the pipeline; registration events go to the local deploy handler, as EventBridge would."""
     from mlops.commands.registry import publish_event
     from pipelines.local_runner import run_pipeline
@@ -76,20 +86,22 @@ def run(params: dict[str, str], hps: dict[str, str], no_cache: bool, settings: S
     settings = settings or Settings.from_env()
     try:
         return run_pipeline(params, settings, cache=not no_cache, hyperparameters=hps,
-                            on_event=lambda event: publish_event(event, settings, echo=False, deploy=True))
+                            on_event=lambda event: publish_event(event, settings, echo=verbose, deploy=True),
+                            verbose=verbose, preprocess_options=preprocess_options)
     except parameters.PipelineError as exc:
         raise CliError(str(exc)) from None
 
 
-def execute(params: dict[str, str], hps: dict[str, str], no_cache: bool, settings: Settings | None = None) -> int:
-    """Run the pipeline and map its outcome to an exit status (0 registered, 1 failed)."""
-    return 0 if run(params, hps, no_cache, settings).succeeded else 1
+def exit_status(result) -> int:
+    """0 registered (or already registered), 2 a step refused its input, 1 any other failure."""
+    return 0 if result.succeeded else 2 if result.bad_input else 1
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     params = collect_parameters(args)
     hps = parse_assignments(args.hp, "--hp")
-    return execute(params, hps, args.no_cache)
+    options = {o: getattr(args, o.replace("-", "_")) for o in PREPROCESS_OPTIONS}
+    return exit_status(run(params, hps, args.no_cache, verbose=args.verbose, preprocess_options=options))
 
 
 def register(subparsers) -> None:

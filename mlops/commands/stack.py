@@ -13,8 +13,10 @@ restart: a new model server for the serving version (blue/green); stop: stop the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -94,9 +96,25 @@ def ensure_serving(settings: Settings, log=print) -> int | None:
     return outcome["version"]
 
 
-def lambda_env(ports: StackPorts) -> dict:
-    """Environment under which the predict handler reaches the local endpoint through boto3, unchanged."""
+@contextlib.contextmanager
+def log_level(logger, level: str):
+    """A powertools Logger at `level` for a while (an in-process handler's log lines off the terminal)."""
+    previous = logger.log_level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+def lambda_env(ports: StackPorts, settings: Settings, verbose: bool = False) -> dict:
+    """Environment under which the predict handler reaches the local endpoint through boto3, unchanged, and
+    stores feedback in the monitor's ground-truth store (a feedback key per stack start: tokens of an
+    earlier stack are refused). Its JSON log lines show with `--verbose`."""
     return {
+        "GROUND_TRUTH_DIR": str(settings.ground_truth_dir),
+        "FEEDBACK_SECRET": os.environ.get("FEEDBACK_SECRET") or secrets.token_hex(32),
+        "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO" if verbose else "WARNING"),
         "ENDPOINT_NAME": spec.ENDPOINT_NAME,
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": f"http://127.0.0.1:{ports.endpoint}",
         "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
@@ -112,8 +130,10 @@ def lambda_env(ports: StackPorts) -> dict:
 class Stack:
     """Child processes of `mlops up`, started in order and stopped together."""
 
-    def __init__(self, settings: Settings, ports: StackPorts, with_site: bool = True, keep_endpoint: bool = False):
+    def __init__(self, settings: Settings, ports: StackPorts, with_site: bool = True, keep_endpoint: bool = False,
+                 verbose: bool = False):
         self.settings, self.ports, self.with_site, self.keep_endpoint = settings, ports, with_site, keep_endpoint
+        self.verbose = verbose
         self.procs: list[tuple[str, subprocess.Popen]] = []
 
     def _spawn(self, name: str, argv: list[str], url: str, env: dict | None = None) -> None:
@@ -130,11 +150,11 @@ class Stack:
         self._spawn("endpoint", [py, "-m", "mlops.endpoint_supervisor", "--home", str(self.settings.home), "--name",
                                  spec.ENDPOINT_NAME, "--port", str(self.ports.endpoint)], urls["endpoint"] + "/ping", env)
         self._spawn("lambda", [py, "-m", "lambda_fn.local_adapter", "--port", str(self.ports.lambda_url)],
-                    urls["lambda"] + "/", {**env, **lambda_env(self.ports)})
+                    urls["lambda"] + "/", {**env, **lambda_env(self.ports, self.settings, self.verbose)})
         if self.with_site:
             node = shutil.which("node")
             if not node:
-                raise CliError("node (18+) is needed to serve the web app (site/server.mjs); install Node.js "
+                raise CliError("node (20+) is needed to serve the web app (site/server.mjs); install Node.js "
                                "or run `mlops up --no-site`")
             self._spawn("site", [node, str(REPO_ROOT / "site" / "server.mjs"), "--port", str(self.ports.site),
                                  "--predict-url", urls["lambda"] + "/"], urls["site"] + "/", env)
@@ -178,7 +198,7 @@ def cmd_up(args) -> int:
     settings = Settings.from_env()
     ports = StackPorts()
     ports.check_free(["endpoint", "lambda_url"] + ([] if args.no_site else ["site"]))
-    stack = Stack(settings, ports, with_site=not args.no_site, keep_endpoint=args.keep_endpoint)
+    stack = Stack(settings, ports, with_site=not args.no_site, keep_endpoint=args.keep_endpoint, verbose=args.verbose)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM = Ctrl-C, from the very start
     try:
         try:
@@ -187,7 +207,8 @@ def cmd_up(args) -> int:
             raise CliError(str(exc)) from None
         urls = stack.start()
         print(f"endpoint  {urls['endpoint']}/invocations  (serving version {version if version else 'none yet'})")
-        print(f"lambda    {urls['lambda']}/  (Function URL shape: POST {{\"text\": \"...\"}})")
+        print(f"lambda    {urls['lambda']}/  (Function URL shape: POST {{\"text\": \"...\"}}; POST /feedback stores "
+              f"corrections in {settings.ground_truth_dir})")
         if "site" in urls:
             print(f"site      {urls['site']}/")
         print("Ctrl-C stops the stack" + (" (the model server keeps running: mlops endpoint stop)"

@@ -1,9 +1,11 @@
 // Drives Debian's Chromium (playwright-core, no browser download) against a running site.
-//   SITE_URL=http://127.0.0.1:8000 OUT_DIR=/tmp/shots node browser/e2e.mjs predict|error
-// predict: keyboard only: type a text, Ctrl+Enter, see the loading state then the labels; then
-//          one text per line; then the same on a phone. Prints what it saw as one JSON line.
-// error:   submits with the backend down; prints {"error": "<message shown>", "reference", ...}.
-// Screenshots: site-result.png, site-multi.png, site-result-phone.png, site-error.png in OUT_DIR.
+//   SITE_URL=http://127.0.0.1:8000 OUT_DIR=/tmp/shots node browser/e2e.mjs predict|error|feedback
+// predict:  keyboard only: type a text, Ctrl+Enter, see the loading state then the labels; then
+//           one text per line; then the same on a phone. Prints what it saw as one JSON line.
+// error:    submits with the backend down; prints {"error": "<message shown>", "reference", ...}.
+// feedback: classify TEXT, open "Wrong labels? Correct them", tick exactly the labels in LABELS
+//           (comma-separated), send; prints {"inferenceId", "sent", "note", ...}.
+// Screenshots: site-result.png, site-multi.png, site-result-phone.png, site-error.png, site-feedback.png.
 import { chromium } from "playwright-core";
 import path from "node:path";
 
@@ -24,6 +26,29 @@ async function openPage(context, problems) {
     (e) => console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`)));
   await page.goto(site);
   return page;
+}
+
+/** WCAG contrast ratio of two CSS colours as the browser computed them ("rgb(r, g, b)"). */
+function contrast(a, b) {
+  const lum = (css) => {
+    const [r, g, bl] = css.match(/[\d.]+/g).slice(0, 3).map((v) => {
+      const c = Number(v) / 255;
+      return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * bl;
+  };
+  const [hi, lo] = [lum(a), lum(b)].sort((x, y) => y - x);
+  return Math.round(((hi + 0.05) / (lo + 0.05)) * 100) / 100;
+}
+
+/** The focus ring of the text area (keyboard focus) against the page behind it. */
+async function focusRing(page) {
+  await page.getByLabel("Text to classify").focus();
+  const seen = await page.evaluate(() => {
+    const style = getComputedStyle(document.activeElement);
+    return { color: style.outlineColor, width: style.outlineWidth, page: getComputedStyle(document.body).backgroundColor };
+  });
+  return { ...seen, contrast: contrast(seen.color, seen.page) };
 }
 
 async function readResults(page) {
@@ -66,14 +91,52 @@ try {
     const multiStatus = await page.locator("#status").textContent();
     await page.screenshot({ path: path.join(out, "site-multi.png"), fullPage: true });
 
-    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
-    const small = await openPage(phone, problems);
+    const phoneContext = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+    const small = await openPage(phoneContext, problems);
+    if (process.env.PHONE_ANSWER) {  // a canned answer with long label names: the phone layout is under test
+      await small.route("**/api/predict", (route) => route.fulfill({ status: 200, contentType: "application/json",
+        body: process.env.PHONE_ANSWER }));
+    }
     await small.getByRole("button", { name: "Double charge" }).tap();
     await small.getByRole("button", { name: "Classify" }).tap();
     await small.locator("#results li.label").first().waitFor({ timeout });
-    const overflow = await small.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
-    await small.screenshot({ path: path.join(out, "site-result-phone.png"), fullPage: true });
-    console.log(JSON.stringify({ loading, single, status, multi, multiStatus, phoneOverflowPx: overflow, problems }));
+    await small.waitForTimeout(800);  // a smooth scroll, if any, ends
+    const phone = await small.evaluate(() => ({
+      overflowPx: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+      // each label name on one line: an inline box breaks into one client rect per line
+      brokenNames: [...document.querySelectorAll("#results .name")].filter((e) => {
+        const range = document.createRange();
+        range.selectNodeContents(e);
+        return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size > 1;
+      }).map((e) => e.textContent),
+      // the first result is on screen without the person scrolling
+      resultTop: document.querySelector("#results li.label").getBoundingClientRect().top,
+      viewport: window.innerHeight,
+    }));
+    await small.screenshot({ path: path.join(out, "site-result-phone.png"), fullPage: false });
+    const meta = await page.locator("#meta").textContent();
+    console.log(JSON.stringify({ loading, single, status, meta, multi, multiStatus, phone, focus: await focusRing(page),
+      problems }));
+  } else if (mode === "feedback") {
+    const wanted = (process.env.LABELS ?? "").split(",").filter(Boolean);
+    await box.fill(text);
+    await page.getByRole("button", { name: "Classify" }).click();
+    const card = page.locator("#results article.result").first();
+    await card.locator("li.label").first().waitFor({ timeout });
+    const predictedLabels = await card.locator("li.label.predicted").evaluateAll((els) => els.map((e) => e.dataset.label));
+    await card.getByText("Wrong labels? Correct them").click();
+    for (const choice of await card.locator(".choice input").all()) {
+      await choice.setChecked(wanted.includes(await choice.inputValue()));
+    }
+    await card.getByRole("button", { name: "Send correction" }).click();
+    await card.locator(".fb-status.sent, .fb-status.error").waitFor({ timeout });
+    const note = await card.locator(".fb-status").textContent();
+    await page.screenshot({ path: path.join(out, "site-feedback.png"), fullPage: true });
+    console.log(JSON.stringify({
+      inferenceId: await card.getAttribute("data-inference-id"), predicted: predictedLabels, sent: wanted, note,
+      meta: await page.locator("#meta").textContent(),
+      locked: await card.locator(".choice input:disabled").count(), problems,
+    }));
   } else {
     await box.fill(text);
     await page.getByRole("button", { name: "Classify" }).click();

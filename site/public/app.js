@@ -1,5 +1,5 @@
 // The page: reads the form, calls predict(), renders results or the error (logic in predict-client.js).
-import { predict, splitTexts, MAX_CHARS, MAX_TEXTS } from "./predict-client.js";
+import { modelLine, predict, sendFeedback, splitTexts, MAX_CHARS, MAX_TEXTS } from "./predict-client.js";
 
 const form = document.querySelector("#predict-form");
 const input = document.querySelector("#text");
@@ -8,6 +8,8 @@ const button = document.querySelector("#submit");
 const status = document.querySelector("#status");
 const results = document.querySelector("#results");
 const counter = document.querySelector("#counter");
+const meta = document.querySelector("#meta");
+const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
 
 const pct = (x) => `${(Math.round(x * 1000) / 10).toFixed(1)}%`;
 const pctShort = (x) => `${Math.round(x * 1000) / 10}%`;  // thresholds: 50%, 35.5%
@@ -22,6 +24,7 @@ function setBusy(busy) {
 
 function showError(message, reference) {
   results.replaceChildren();
+  meta.textContent = "";
   status.className = "status error";
   status.textContent = message;
   if (reference) {
@@ -41,7 +44,11 @@ function labelList(rows) {
     item.dataset.label = row.label;
     const name = document.createElement("span");
     name.className = "name";
-    name.textContent = row.label;
+    // a break opportunity after each "_" (technical_issue), never inside a word
+    for (const [i, part] of row.label.split("_").entries()) {
+      if (i) name.append("_", document.createElement("wbr"));
+      name.append(part);
+    }
     if (row.predicted) {
       const tick = document.createElement("span");
       tick.className = "tick";
@@ -80,6 +87,64 @@ function labelList(rows) {
   return list;
 }
 
+/** "Wrong labels? Correct them": one checkbox per label (the predicted ones ticked), sent as ground truth. */
+function correctionForm(result, token) {
+  const box = document.createElement("details");
+  box.className = "correct";
+  const summary = document.createElement("summary");
+  summary.textContent = "Wrong labels? Correct them";
+  const fields = document.createElement("fieldset");
+  const legend = document.createElement("legend");
+  legend.textContent = "The labels that really apply to this text";
+  fields.append(legend);
+  const boxes = result.rows.map((row) => {
+    const label = document.createElement("label");
+    label.className = "choice";
+    const input = document.createElement("input");
+    input.type = "checkbox";
+    input.value = row.label;
+    input.checked = row.predicted;
+    label.append(input, row.label);
+    fields.append(label);
+    return input;
+  });
+  const send = document.createElement("button");
+  send.type = "button";
+  send.className = "send";
+  send.textContent = "Send correction";
+  const note = document.createElement("p");
+  note.className = "fb-status";
+  note.setAttribute("role", "status");
+  send.addEventListener("click", async () => {
+    send.disabled = true;
+    note.className = "fb-status";
+    note.textContent = "Sending…";
+    const labels = boxes.filter((b) => b.checked).map((b) => b.value);
+    const answer = await sendFeedback({ token, inferenceId: result.inferenceId, labels });
+    if (answer.error) {
+      send.disabled = false;
+      note.className = "fb-status error";
+      note.textContent = answer.error + (answer.reference ? ` Reference: ${answer.reference}` : "");
+      return;
+    }
+    for (const b of boxes) b.disabled = true;
+    note.className = "fb-status sent";
+    note.textContent = `Thank you: recorded as the true labels (${answer.labels.join(", ") || "none"}). ` +
+      "They measure the model's quality in production.";
+  });
+  fields.append(send, note);
+  box.append(summary, fields);
+  return box;
+}
+
+/** Bring the results into view when they start below the fold (a phone, a long text). */
+function revealResults() {
+  const top = document.querySelector(".output").getBoundingClientRect().top;
+  if (top > window.innerHeight * 0.6) {
+    document.querySelector(".output").scrollIntoView({ block: "start", behavior: reducedMotion.matches ? "auto" : "smooth" });
+  }
+}
+
 function showResults(answer) {
   status.className = "status";
   const many = answer.results.length > 1;
@@ -101,13 +166,17 @@ function showResults(answer) {
       quote.textContent = result.text;
       card.append(title, quote);
     }
+    card.dataset.inferenceId = result.inferenceId ?? "";
     card.append(labelList(result.rows));
+    if (answer.feedbackToken && result.inferenceId) card.append(correctionForm(result, answer.feedbackToken));
     return card;
   });
+  meta.textContent = modelLine(answer) ?? "";
   const legend = document.createElement("p");
   legend.className = "legend";
   legend.textContent = "Bars: probability. Tick: the label's decision threshold; a label is predicted (✓) when its bar reaches the tick.";
   results.replaceChildren(...cards, legend);
+  revealResults();
 }
 
 function updateCounter() {

@@ -60,8 +60,18 @@ export function readPredictions(body, texts) {
   const ordered = [...predictions].sort((a, b) => (a.text_index ?? 0) - (b.text_index ?? 0));
   return ordered.map((prediction, i) => {
     const rows = resultRows(prediction);
-    return { text: texts[i], labels: rows.filter((r) => r.predicted).map((r) => r.label), rows };
+    const inferenceId = typeof prediction.inferenceId === "string" ? prediction.inferenceId : null;
+    return { text: texts[i], labels: rows.filter((r) => r.predicted).map((r) => r.label), rows, inferenceId };
   });
+}
+
+/** "Model version 3 · 12 ms at the model" (what served the answer and how fast), or null when unknown. */
+export function modelLine({ model = null, latencyMs = null } = {}) {
+  const parts = [];
+  if (model?.version !== null && model?.version !== undefined) parts.push(`Model version ${model.version}`);
+  const ms = latencyMs?.endpoint;
+  if (typeof ms === "number" && Number.isFinite(ms)) parts.push(`${ms < 10 ? ms.toFixed(1) : Math.round(ms)} ms at the model`);
+  return parts.length ? parts.join(" · ") : null;
 }
 
 /** A sentence a person can act on, for a failed request (status, parsed body or null, kind). */
@@ -79,28 +89,63 @@ export function errorMessage({ status = 0, body = null, kind = "http" } = {}) {
   return `Something went wrong (status ${status}). Please try again.`;
 }
 
-/** POST the form's text(s); resolves to {results, requestId} or {error, reference?}. fetchImpl is injectable for tests. */
-export async function predict(value, { multi = false, fetchImpl = fetch, url = "/api/predict", timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
-  const request = buildRequest(value, { multi });
-  if (request.error) return { error: request.error };
+/** POST a JSON body: {status, ok, body (parsed or null), reference} or {kind: "timeout" | "network"}; never throws. */
+async function postJson(url, body, { fetchImpl, timeoutMs }) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   try {
     const response = await fetchImpl(url, {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: request.body, signal: controller.signal,
+      method: "POST", headers: { "Content-Type": "application/json" }, body, signal: controller.signal,
     });
-    let body = null;
-    try { body = await response.json(); } catch { body = null; }
-    const reference = typeof body?.requestId === "string" ? body.requestId : null;  // for a support question
-    if (!response.ok) return { error: errorMessage({ status: response.status, body }), reference };
-    try {
-      return { results: readPredictions(body, request.texts), requestId: body.requestId ?? null };
-    } catch {
-      return { error: errorMessage({ status: 502, body }), reference };
-    }
+    let doc = null;
+    try { doc = await response.json(); } catch { doc = null; }
+    const reference = typeof doc?.requestId === "string" ? doc.requestId : null;  // for a support question
+    return { status: response.status, ok: response.ok, body: doc, reference };
   } catch (err) {
-    return { error: errorMessage({ kind: err?.name === "AbortError" ? "timeout" : "network" }) };
+    return { kind: err?.name === "AbortError" ? "timeout" : "network" };
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** POST the form's text(s); resolves to {results, requestId, model, latencyMs, feedbackToken} or {error, reference?}.
+ * fetchImpl is injectable for tests. */
+export async function predict(value, { multi = false, fetchImpl = fetch, url = "/api/predict", timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
+  const request = buildRequest(value, { multi });
+  if (request.error) return { error: request.error };
+  const answer = await postJson(url, request.body, { fetchImpl, timeoutMs });
+  if (answer.kind) return { error: errorMessage({ kind: answer.kind }) };
+  const { body, reference } = answer;
+  if (!answer.ok) return { error: errorMessage({ status: answer.status, body }), reference };
+  try {
+    return {
+      results: readPredictions(body, request.texts), requestId: body.requestId ?? null, model: body.model ?? null,
+      latencyMs: body.latencyMs ?? null, feedbackToken: typeof body.feedbackToken === "string" ? body.feedbackToken : null,
+    };
+  } catch {
+    return { error: errorMessage({ status: 502, body }), reference };
+  }
+}
+
+/** A sentence for a correction that was not accepted. */
+export function feedbackErrorMessage({ status = 0, body = null, kind = "http" } = {}) {
+  const code = body?.error?.code;
+  if (kind !== "http") return errorMessage({ kind });
+  if (code === "token_expired") return "This result is too old to correct: classify the text again, then correct it.";
+  if (code === "feedback_disabled") return "Corrections are not collected on this site.";
+  if (status === 429) return `Not sent: ${body?.error?.message ?? "too many corrections"}. Please try again later.`;
+  if (status === 400 || status === 403) return `Not sent: ${body?.error?.message ?? "the correction was not accepted"}.`;
+  return errorMessage({ status, body });
+}
+
+/** Send a person's true labels for one classified text; resolves to {labels} or {error, reference?}. */
+export async function sendFeedback({ token, inferenceId, labels }, { fetchImpl = fetch, url = "/api/feedback", timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
+  if (!token || !inferenceId) return { error: "This result cannot be corrected (no feedback token)." };
+  const body = JSON.stringify({ token, inferenceId, labels: [...new Set(labels)].sort() });
+  const answer = await postJson(url, body, { fetchImpl, timeoutMs });
+  if (answer.kind) return { error: feedbackErrorMessage({ kind: answer.kind }) };
+  if (!answer.ok || answer.body?.stored !== true) {
+    return { error: feedbackErrorMessage({ status: answer.ok ? 502 : answer.status, body: answer.body }), reference: answer.reference };
+  }
+  return { labels: answer.body.labels };
 }

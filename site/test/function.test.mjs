@@ -3,8 +3,9 @@ import assert from "node:assert/strict";
 import { SignatureV4 } from "@smithy/signature-v4";
 import { Sha256 } from "@aws-crypto/sha256-js";
 import handler, {
-  createHandler, predictTarget, predictTimeout, predictSigner, regionOfFunctionUrl, config, DEFAULT_TIMEOUT_MS, MAX_BODY_BYTES,
+  createHandler, predictTarget, predictTimeout, predictSigner, regionOfFunctionUrl, routeUrl, config, DEFAULT_TIMEOUT_MS, MAX_BODY_BYTES,
 } from "../netlify/functions/predict.mjs";
+import { config as feedbackConfig } from "../netlify/functions/feedback.mjs";
 import { fakeLambda, verifySigV4 } from "./helpers.mjs";
 
 const post = (body) => new Request("http://site/api/predict", {
@@ -187,4 +188,35 @@ test("the Function URL's own refusals keep the error shape: throttled is 429, fo
   const refused = await createHandler({ env: { PREDICT_URL: forbidden.url } })(post({ text: "x" }));
   assert.equal(refused.status, 502);
   assert.equal((await refused.json()).error.code, "bad_gateway");
+});
+
+test("/api/feedback forwards to the Lambda's /feedback path, signed, with the browser's address", async (t) => {
+  const stored = { stored: true, inferenceId: "r1:0", labels: ["a"], requestId: "r9" };
+  const fake = await fakeLambda({ body: stored });
+  t.after(() => fake.close());
+  const env = { PREDICT_URL: fake.url, PREDICT_REGION: "eu-west-1", ...KEYS };
+  const feedback = () => new Request("http://site/api/feedback", {
+    method: "POST", body: JSON.stringify({ token: "t", inferenceId: "r1:0", labels: ["a"] }) });
+  const res = await createHandler({ env, route: "feedback" })(feedback(), { ip: "192.0.2.7" });
+  assert.equal(res.status, 200);
+  assert.deepEqual(await res.json(), stored);
+  const [seen] = fake.seen;
+  assert.equal(seen.url, "/feedback");
+  assert.equal(seen.headers["x-mlops-client-ip"], "192.0.2.7");
+  const verdict = verifySigV4(seen, KEYS.PREDICT_SECRET_ACCESS_KEY);
+  assert.ok(verdict.ok, verdict.why);
+  assert.ok(verdict.signedHeaders.includes("x-mlops-client-ip"), "the client address is signed: the Lambda can trust it");
+  // a predictions answer is not a feedback answer: anything but the Lambda's own shape is a 502
+  const wrong = await fakeLambda({ body: ANSWER });
+  t.after(() => wrong.close());
+  const odd = await createHandler({ env: { PREDICT_URL: wrong.url }, route: "feedback" })(feedback());
+  assert.equal(odd.status, 502);
+});
+
+test("routeUrl puts the route under PREDICT_URL, with or without its trailing slash", () => {
+  assert.equal(routeUrl("https://abc.lambda-url.eu-west-1.on.aws/", "feedback"), "https://abc.lambda-url.eu-west-1.on.aws/feedback");
+  assert.equal(routeUrl("http://127.0.0.1:8090", "feedback"), "http://127.0.0.1:8090/feedback");
+  assert.equal(routeUrl("http://h/api", "feedback"), "http://h/api/feedback");
+  assert.equal(routeUrl("http://h/api", "predict"), "http://h/api");
+  assert.equal(feedbackConfig.path, "/api/feedback");
 });

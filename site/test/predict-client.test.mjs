@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import {
-  buildRequest, errorMessage, predict, readPredictions, resultRows, splitTexts,
+  buildRequest, errorMessage, modelLine, predict, readPredictions, resultRows, sendFeedback, splitTexts,
   MAX_CHARS, MAX_REQUEST_BYTES, MAX_TEXTS,
 } from "../public/predict-client.js";
 import { MAX_BODY_BYTES } from "../netlify/functions/predict.mjs";
@@ -123,4 +123,40 @@ test("predict gives up after the timeout (AbortController)", async () => {
   assert.match(answer.error, /took too long/);
   assert.equal(signal.aborted, true);
   assert.ok(Date.now() - started < 2000);
+});
+
+test("predict passes on the model version, the latency, each text's inference id and the feedback token", async () => {
+  const ok = await predict("hi", { fetchImpl: reply(200, {
+    predictions: [{ text_index: 0, inferenceId: "r1:0", labels: [], scores: { a: 0.1 } }], requestId: "r1",
+    model: { version: "4", variant: "AllTraffic" }, latencyMs: { endpoint: 12.34 }, feedbackToken: "1.p.m" }) });
+  assert.equal(ok.results[0].inferenceId, "r1:0");
+  assert.equal(ok.feedbackToken, "1.p.m");
+  assert.equal(modelLine(ok), "Model version 4 · 12 ms at the model");
+  assert.equal(modelLine({ model: { version: null }, latencyMs: { endpoint: 3.21 } }), "3.2 ms at the model");
+  assert.equal(modelLine({}), null);
+  const old = await predict("hi", { fetchImpl: reply(200, { predictions: [{ text_index: 0, labels: [], scores: { a: 0.1 } }] }) });
+  assert.equal(old.results[0].inferenceId, null);  // an older Lambda: no correction offered
+  assert.equal(old.feedbackToken, null);
+});
+
+test("sendFeedback posts the ticked labels once each, sorted; refusals read as sentences", async () => {
+  const seen = [];
+  const ok = await sendFeedback({ token: "1.p.m", inferenceId: "r1:0", labels: ["b", "a", "b"] },
+    { fetchImpl: reply(200, { stored: true, labels: ["a", "b"], inferenceId: "r1:0" }, seen) });
+  assert.deepEqual(ok, { labels: ["a", "b"] });
+  assert.equal(seen[0].url, "/api/feedback");
+  assert.deepEqual(JSON.parse(seen[0].init.body), { token: "1.p.m", inferenceId: "r1:0", labels: ["a", "b"] });
+  const expired = await sendFeedback({ token: "t", inferenceId: "i:0", labels: [] },
+    { fetchImpl: reply(403, { error: { code: "token_expired", message: "old" }, requestId: "r2" }) });
+  assert.match(expired.error, /too old to correct: classify the text again/);
+  assert.equal(expired.reference, "r2");
+  const busy = await sendFeedback({ token: "t", inferenceId: "i:0", labels: [] },
+    { fetchImpl: reply(429, { error: { code: "throttled", message: "this text already has 3 corrections" } }) });
+  assert.match(busy.error, /Not sent: this text already has 3 corrections/);
+  const off = await sendFeedback({ token: "t", inferenceId: "i:0", labels: [] },
+    { fetchImpl: reply(503, { error: { code: "feedback_disabled", message: "x" } }) });
+  assert.match(off.error, /not collected on this site/);
+  assert.match((await sendFeedback({ token: "t", inferenceId: "i:0", labels: [] }, { fetchImpl: reply(200, { predictions: [] }) })).error,
+    /not available/);
+  assert.match((await sendFeedback({ token: null, inferenceId: "i:0", labels: [] })).error, /cannot be corrected/);
 });

@@ -119,3 +119,16 @@ test("node server.mjs starts from the command line and exits 2 on a bad option",
   good.kill("SIGTERM");
   assert.equal(await new Promise((r) => good.on("exit", r)), 0);
 });
+
+test("the dev server mounts /api/feedback like Netlify: to the Lambda's /feedback, with the client's address", async (t) => {
+  const fake = await fakeLambda({ body: { stored: true, inferenceId: "r:0", labels: [] } });
+  t.after(() => fake.close());
+  const server = createSiteServer({ predictUrl: fake.url, headerRules: RULES, env: {} });
+  const base = await listen(server);
+  t.after(() => close(server));
+  const res = await fetch(`${base}/api/feedback`, { method: "POST", body: JSON.stringify({ token: "t", inferenceId: "r:0", labels: [] }) });
+  assert.equal(res.status, 200);
+  assert.equal((await res.json()).stored, true);
+  assert.equal(fake.seen[0].url, "/feedback");
+  assert.match(fake.seen[0].headers["x-mlops-client-ip"], /127\.0\.0\.1/);
+});

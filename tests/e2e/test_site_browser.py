@@ -106,10 +106,10 @@ def stack(browser_tools, tmp_path, monkeypatch, packaged_tiny_model):
         LocalEndpoint(settings.home, spec.ENDPOINT_NAME).stop()
 
 
-def browse(mode: str, site: str, text: str) -> dict:
+def browse(mode: str, site: str, text: str, **extra: str) -> dict:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SITE_URL": site, "OUT_DIR": str(ARTIFACTS), "CHROMIUM": str(CHROMIUM), "TEXT": text,
-           "TEXTS": "\n".join(TEXTS)}
+           "TEXTS": "\n".join(TEXTS), **extra}
     proc = subprocess.run(["node", "browser/e2e.mjs", mode], cwd=SITE, env=env, capture_output=True, text=True,
                           timeout=180)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -120,9 +120,21 @@ def top_label(card: dict) -> str:
     return max(card["rows"], key=lambda r: r["percent"])["label"]
 
 
+def _demo_answer() -> str:
+    """An answer over the demo dataset's 8 labels (long names: technical_issue, feature_request)."""
+    from mlcore.datasets.demo import LABELS as DEMO_LABELS
+
+    scores = {name: round(0.9 - 0.1 * i, 2) for i, name in enumerate(DEMO_LABELS)}
+    return json.dumps({"predictions": [{"text_index": 0, "inferenceId": "r:0", "labels": DEMO_LABELS[:2],
+                                        "scores": scores, "thresholds": dict.fromkeys(DEMO_LABELS, 0.5)}],
+                       "requestId": "r", "model": {"version": "1"}, "latencyMs": {"endpoint": 3.2}})
+
+
 def test_type_submit_see_labels_then_a_friendly_error_when_the_backend_is_down(stack):
-    seen = browse("predict", stack["site"], "an apple and an apricot on the table")
+    seen = browse("predict", stack["site"], "an apple and an apricot on the table", PHONE_ANSWER=_demo_answer())
     assert seen["problems"] == []  # no console error, no exception, no CSP violation (netlify.toml's headers)
+    assert re.fullmatch(r"Model version 1 · [\d.]+ ms at the model", seen["meta"]), seen["meta"]
+    assert seen["focus"]["contrast"] >= 3.0 and seen["focus"]["width"] == "3px", seen["focus"]  # WCAG 2.2 focus
     assert seen["loading"] == {"disabled": True, "label": "Classifying…", "busy": "true"}
 
     [card] = seen["single"]
@@ -135,7 +147,10 @@ def test_type_submit_see_labels_then_a_friendly_error_when_the_backend_is_down(s
 
     assert seen["multiStatus"] == "Classified 3 texts."
     assert [("a" in c["predicted"]) for c in seen["multi"]] == list(TEXTS.values())  # one card per line, in order
-    assert seen["phoneOverflowPx"] <= 0  # nothing wider than a phone screen
+    phone = seen["phone"]
+    assert phone["overflowPx"] <= 0  # nothing wider than a phone screen
+    assert phone["brokenNames"] == []  # "technical_issue" stays whole on a 390 px screen
+    assert 0 <= phone["resultTop"] < phone["viewport"], phone  # the results come into view by themselves
     for name in ("site-result.png", "site-multi.png", "site-result-phone.png"):
         assert (ARTIFACTS / name).stat().st_size > 10_000, name
 
@@ -145,3 +160,33 @@ def test_type_submit_see_labels_then_a_friendly_error_when_the_backend_is_down(s
     assert re.fullmatch(r" Reference: [\w-]{8,}", shown["reference"]), shown  # the Lambda's request id
     assert shown["rows"] == 0 and shown["problems"] == []
     assert (ARTIFACTS / "site-error.png").stat().st_size > 5_000
+
+
+def test_a_correction_made_in_the_site_is_counted_by_the_next_monitor_run(stack, packaged_tiny_model, tmp_path):
+    """Classify a text, tick the right labels, send: the Lambda stores SageMaker ground truth keyed by the text's
+    inference id, and `mlops monitor report` scores the model on it (the report's quality section counts it)."""
+    seen = browse("feedback", stack["site"], "it was an apple on the table", LABELS="b,c")
+    assert "a" in seen["predicted"]  # the model's answer, which the person corrects
+    assert seen["problems"] == [] and seen["note"].startswith("Thank you: recorded as the true labels (b, c)")
+    assert seen["locked"] == 3  # sent once: the choices are locked
+    inference_id = seen["inferenceId"]
+    assert re.fullmatch(r"[\w-]{8,}:0", inference_id)
+
+    baseline = tmp_path / "baseline"  # the deployed model's labels and thresholds, its offline metrics
+    baseline.mkdir()
+    shutil.copy(packaged_tiny_model / "thresholds.json", baseline / "thresholds.json")
+    labels = json.loads((baseline / "thresholds.json").read_text())["labels"]
+    (baseline / "evaluation.json").write_text(json.dumps({"labels": labels, "multilabel_classification_metrics": {
+        "f1_macro": {"value": 0.9}, "roc_auc_macro": {"value": 0.95}}}))
+    out = tmp_path / "monitor"
+    assert cli_main(["monitor", "report", "--baseline-dir", str(baseline), "--output-dir", str(out),
+                     "--min-labelled-samples", "1", "--bootstrap", "0", "--quiet"]) == 0
+    doc = json.loads((out / "monitoring.json").read_text())
+    assert doc["overall"]["labelled"] == 1 and doc["overall"]["quality"]["status"] in ("ok", "violation")
+    per_label = doc["overall"]["quality"]["report"]["multilabel_classification_metrics"]["per_label"]
+    assert {name: m["support"] for name, m in per_label.items()} == {"a": 0, "b": 1, "c": 1}
+    [row] = [r for r in (json.loads(line) for line in (out / "merged.jsonl").read_text().splitlines())
+             if r["labels"] is not None]
+    assert row["inference_id"] == inference_id and row["labels"] == ["b", "c"] and sorted(row["predicted"]) == sorted(seen["predicted"])
+    html = (out / "report.html").read_text()
+    assert "Model quality (1 labelled text)" in html

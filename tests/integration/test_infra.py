@@ -84,12 +84,30 @@ def test_no_wildcard_actions_in_the_sam_output_either(translated):
         _assert_no_wildcard_actions(principal["Properties"]["Policies"], name)
 
 
-def test_predict_lambda_may_only_invoke_its_endpoint(translated):
+def test_predict_lambda_may_only_use_its_endpoint_and_write_feedback_under_its_prefix(translated):
     role = translated["Resources"]["PredictFunctionRole"]["Properties"]
-    [statement] = list(_statements(role["Policies"]))
-    assert statement["Action"] == "sagemaker:InvokeEndpoint"
-    assert statement["Resource"] == {
-        "Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:endpoint/${EndpointName}"}
+    statements = {s["Sid"]: s for s in _statements(role["Policies"])}
+    endpoint = {"Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:endpoint/${EndpointName}"}
+    assert {sid: (s["Action"], s["Resource"]) for sid, s in statements.items()} == {
+        "InvokeTheEndpoint": ("sagemaker:InvokeEndpoint", endpoint),
+        "ReadTheServingVersion": ("sagemaker:DescribeEndpoint", endpoint),
+        "WriteFeedbackAsGroundTruth": (
+            "s3:PutObject", {"Fn::Sub": "arn:${AWS::Partition}:s3:::${GroundTruthBucket}/${GroundTruthPrefix}/*"}),
+        "ReadTheFeedbackTokenKey": ("secretsmanager:GetSecretValue", {"Ref": "FeedbackTokenSecret"}),
+    }
+    # the feedback statements and the token key exist only with a ground-truth bucket
+    [conditional] = [p for p in role["Policies"] if "Fn::If" in json.dumps(p)]
+    assert json.dumps(conditional).count('"FeedbackOn"') == 1
+    assert translated["Resources"]["FeedbackTokenSecret"]["Condition"] == "FeedbackOn"
+
+
+def test_every_variable_the_template_gives_the_predict_lambda_is_one_it_reads(translated):
+    source = (REPO_ROOT / "lambda_fn" / "predict.py").read_text()
+    env = translated["Resources"]["PredictFunction"]["Properties"]["Environment"]["Variables"]
+    unread = [name for name in env if not name.startswith("POWERTOOLS_") and f'"{name}"' not in source]
+    assert unread == []
+    assert env["GROUND_TRUTH_S3_URI"] == {"Fn::If": ["FeedbackOn", {
+        "Fn::Sub": "s3://${GroundTruthBucket}/${GroundTruthPrefix}"}, ""]}
 
 
 def test_deploy_lambda_passes_only_the_model_role_to_sagemaker(translated):
@@ -254,7 +272,9 @@ def test_each_handler_imports_and_runs_from_its_package_alone(translated):
                    for path in code_dir.glob("*.py") for node in ast.walk(ast.parse(path.read_text()))
                    if isinstance(node, (ast.Import, ast.ImportFrom)) and not getattr(node, "level", 0)
                    for alias in node.names}
-    third_party = {m for m in third_party if m not in sys.stdlib_module_names and m not in ("__future__", "lambda_fn")}
+    own = {path.stem for path in code_dir.glob("*.py")}  # modules of the package itself (`import feedback`)
+    third_party = {m for m in third_party
+                   if m not in sys.stdlib_module_names and m not in ("__future__", "lambda_fn") and m not in own}
     assert third_party - shipped - LAMBDA_RUNTIME_PACKAGES == set(), "imported but neither shipped nor in the runtime"
     handlers = [r["Properties"]["Handler"] for r in translated["Resources"].values()
                 if r["Type"] == "AWS::Lambda::Function"]
@@ -317,3 +337,27 @@ def test_monitoring_schedule_starts_a_valid_processing_job_of_the_monitor_script
     assert local_paths["ground_truth"] == defaults["ground_truth_dir"]
     assert local_paths["baseline"] == defaults["baseline_dir"]
     assert request["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["LocalPath"] == defaults["output_dir"]
+
+
+def test_the_bootstrap_stack_gives_the_other_templates_their_bucket_role_and_prefixes():
+    """infra/bootstrap.yaml (README "Deploy to AWS", step 1): its outputs are the other stacks' parameters, its
+    role may use its own bucket only and is assumable by SageMaker in this account only."""
+    boot, serving, monitor = (_load(REPO_ROOT / "infra" / name) for name in ("bootstrap.yaml", "template.yaml",
+                                                                               "monitoring.yaml"))
+    project = boot["Parameters"]["ProjectName"]["Default"]
+    assert serving["Parameters"]["GroundTruthPrefix"]["Default"] == f"ground-truth/{project}"
+    outputs = {k: v["Value"] for k, v in boot["Outputs"].items()}
+    assert outputs["GroundTruthS3Uri"] == {"Fn::Sub": "s3://${ArtifactBucket}/ground-truth/${ProjectName}"}
+    assert outputs["DataCaptureS3Uri"] == {"Fn::Sub": "s3://${ArtifactBucket}/capture"}
+    assert {"ModelExecutionRoleArn", "DataCaptureS3Uri", "GroundTruthBucket"} <= set(serving["Parameters"])
+    assert {"ProcessingRoleArn", "GroundTruthS3Uri", "CaptureS3Uri"} <= set(monitor["Parameters"])
+    role = boot["Resources"]["SageMakerExecutionRole"]["Properties"]
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    s3 = [s for s in _statements(role["Policies"]) if any(a.startswith("s3:") for a in
+                                                           (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))]
+    assert sorted(json.dumps(s["Resource"]) for s in s3) == sorted(
+        [json.dumps({"Fn::Sub": "${ArtifactBucket.Arn}/*"}), json.dumps({"Fn::GetAtt": ["ArtifactBucket", "Arn"]})])
+    bucket = boot["Resources"]["ArtifactBucket"]
+    assert bucket["DeletionPolicy"] == "Retain" and all(bucket["Properties"]["PublicAccessBlockConfiguration"].values())

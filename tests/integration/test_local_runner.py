@@ -98,7 +98,7 @@ def test_passing_gate_registers_then_rerun_is_cached_and_a_strict_gate_fails(wor
 def test_a_failing_step_shows_its_last_lines_and_log_and_skips_the_rest(world, mlops):
     status, out, err = mlops("run", "--input", str(world["input"]), "--base-model", "no-such-org/no-such-model",
                              *FAST)
-    assert status == 1, out[-3000:] + err[-2000:]
+    assert status == 2, out[-3000:] + err[-2000:]  # the training step refused its input (exit status 2)
     run = _run_json(out)
     statuses = _statuses(run)
     assert statuses[spec.TRAIN] == "failed"
@@ -206,8 +206,12 @@ def test_runner_reruns_exactly_the_steps_whose_code_arguments_or_inputs_changed(
     assert [fourth.step(s).status for s in (spec.PREPROCESS, spec.TRAIN, spec.EVALUATE)] == \
         ["succeeded", "succeeded", "succeeded"]
     assert fourth.status == "Failed" and "f1_macro=0.5000 < F1Threshold=0.6" in fourth.failure
+    # the third run's model is byte-identical to the second's (training was cached): not registered again
+    assert third.status == "Succeeded" and third.model_package_reused
+    assert third.model_package["ModelPackageVersion"] == 2 and "identical to bert-multilabel v2" in \
+        third.step(spec.REGISTER).summary
     assert [p["ModelPackageVersion"] for p in LocalModelRegistry(standin["settings"].registry_dir)
-            .list_packages(spec.MODEL_PACKAGE_GROUP)] == [1, 2, 3]
+            .list_packages(spec.MODEL_PACKAGE_GROUP)] == [1, 2]
     saved = json.loads((fourth.run_dir / "run.json").read_text())
     assert saved["status"] == "Failed" and saved["parameters"]["F1Threshold"] == 0.6
 
@@ -223,3 +227,70 @@ def test_null_metric_fails_the_gate_and_a_silent_step_is_a_failure(standin):
     assert broken.step(spec.EVALUATE).status == "failed"
     assert "exited 0 but wrote no evaluation.json" in broken.failure
     assert broken.step(spec.CHECK).status == "skipped" and broken.model_package is None
+
+
+def test_a_rerun_with_everything_cached_adds_no_version_and_emits_no_event(standin):
+    events = []
+    from pipelines.local_runner import run_pipeline
+
+    def run():
+        return run_pipeline({"InputData": str(standin["data"]), "RocAucThreshold": 0}, standin["settings"],
+                            steps_dir=standin["steps"], out=__import__("io").StringIO(), on_event=events.append)
+
+    first, second = run(), run()
+    assert [second.step(s).status for s in (spec.PREPROCESS, spec.TRAIN, spec.EVALUATE)] == ["cached"] * 3
+    assert second.status == "Succeeded" and second.model_package_reused
+    assert second.model_package["ModelPackageArn"] == first.model_package["ModelPackageArn"]
+    registry = LocalModelRegistry(standin["settings"].registry_dir)
+    assert [p["ModelPackageVersion"] for p in registry.list_packages(spec.MODEL_PACKAGE_GROUP)] == [1]
+    assert len(events) == 1  # only the first registration changed anything
+    assert len(list((registry.version_dir(spec.MODEL_PACKAGE_GROUP, 1)).glob("*.tar.gz"))) == 1
+    # the cached run's outputs are the cache entry's files (hard links), not copies
+    tarball = second.run_dir / spec.TRAIN / "output" / "model.tar.gz"
+    assert tarball.stat().st_nlink >= 2
+
+
+def test_quiet_runs_keep_library_output_in_the_step_log(standin):
+    (standin["steps"] / "train.py").write_text(STANDIN_TRAIN + """
+sys.stderr.write("/x/torch/onnx/utils.py:9: TracerWarning: Converting a tensor to a Python boolean\\n")
+sys.stderr.write("[transformers] BertForSequenceClassification LOAD REPORT from: /base\\n")
+sys.stderr.write("train: 100%|##########| 3/3 [00:01<00:00]\\n")
+print("eval_f1_macro=0.5")
+""")
+    import io
+
+    from pipelines.local_runner import run_pipeline
+
+    out = io.StringIO()
+    result = run_pipeline({"InputData": str(standin["data"]), "RocAucThreshold": 0}, standin["settings"],
+                          steps_dir=standin["steps"], out=out, verbose=False)
+    shown = out.getvalue()
+    assert result.status == "Succeeded", shown
+    assert "[TrainModel] eval_f1_macro=0.5" in shown and "train: 100%" in shown  # metrics and progress
+    assert "TracerWarning" not in shown and "LOAD REPORT" not in shown
+    log = Path(result.step(spec.TRAIN).log)
+    # the bar's last state, the TracerWarning and the LOAD REPORT: in the log, counted on the console
+    assert f"(3 line(s) of library output in {log}; --verbose shows them here)" in shown
+    assert "TracerWarning" in log.read_text() and "LOAD REPORT" in log.read_text()
+    verbose = io.StringIO()
+    run_pipeline({"InputData": str(standin["data"]), "RocAucThreshold": 0}, standin["settings"], cache=False,
+                 steps_dir=standin["steps"], out=verbose, verbose=True)
+    assert "TracerWarning" in verbose.getvalue()
+
+
+def test_a_dataset_the_step_refuses_exits_2_and_the_hinted_flags_exist(tmp_path, monkeypatch, capsys):
+    """`mlops run` on a CSV whose columns are not found: the preprocessing step says which flag to pass, that
+    flag exists on `mlops run`, and the exit status is 2 (bad input), as its help says."""
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "home"))
+    data = tmp_path / "tickets.csv"
+    data.write_text("ticket,queue\n" + "".join(f"message number {i},{'x' if i % 2 else 'y'}\n" for i in range(40)))
+    status = cli_main(["run", "--input", str(data)])
+    out = capsys.readouterr().out
+    assert status == 2, out[-2000:]
+    assert "--text-column" in out
+    status = cli_main(["run", "--input", str(data), "--text-column", "ticket", "--label-column", "queue",
+                       "--base-model", "no-such-org/no-such-model"])
+    out = capsys.readouterr().out
+    run = _run_json(out)
+    assert _statuses(run)[spec.PREPROCESS] == "succeeded", out[-2000:]  # the flags reached the step
+    assert status == 2 and _statuses(run)[spec.TRAIN] == "failed"  # the unknown base model: bad input too

@@ -26,6 +26,9 @@ def runtime(monkeypatch):
     monkeypatch.setenv("INVOKE_TIMEOUT_S", "0.5")
     monkeypatch.setenv("MAX_TEXTS", "4")
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    for name in ("FEEDBACK_SECRET", "FEEDBACK_SECRET_ARN", "GROUND_TRUTH_DIR", "GROUND_TRUTH_S3_URI",
+                 "MODEL_VERSION_FROM_ENDPOINT"):  # feedback is off unless a test turns it on
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(predict, "_client", None)
     yield fake
     fake.server.shutdown()
@@ -42,17 +45,25 @@ def call(body=None, method="POST", origin=ORIGIN, raw: bytes | None = None, b64=
 
 
 def test_one_text_is_forwarded_and_answered(runtime):
+    runtime.version = "7"
     status, headers, body = call({"text": "hello"})
     assert status == 200, body
     assert runtime.requests == [{"path": "/endpoints/my-endpoint/invocations", "body": {"inputs": ["hello"]}}]
-    assert body["predictions"] == [{"text_index": 0, "labels": ["a"], "scores": {"a": 0.9, "b": 0.1}}]
-    assert body["requestId"]
+    request_id = body["requestId"]
+    # the request id is the endpoint's InferenceId: the capture keys text i as <id>:<i>, as the answer does
+    assert runtime.headers[0]["x-amzn-sagemaker-inference-id"] == request_id == body["inferenceId"]
+    assert body["predictions"] == [{"text_index": 0, "inferenceId": f"{request_id}:0", "labels": ["a"],
+                                    "scores": {"a": 0.9, "b": 0.1}}]
+    assert body["model"] == {"version": "7", "variant": "AllTraffic"} and body["latencyMs"]["endpoint"] > 0
+    assert "feedbackToken" not in body  # no feedback secret configured
     assert headers["Access-Control-Allow-Origin"] == ORIGIN and headers["Vary"] == "Origin"
 
 
 def test_several_texts_and_a_base64_body(runtime):
     status, _, body = call({"texts": ["x", "y"]}, b64=True)
     assert status == 200 and [p["text_index"] for p in body["predictions"]] == [0, 1]
+    assert [p["inferenceId"] for p in body["predictions"]] == [f"{body['requestId']}:0", f"{body['requestId']}:1"]
+    assert body["model"]["version"] is None  # no version header, and DescribeEndpoint is not asked by default
 
 
 def test_preflight_is_answered_for_allowed_origins_only(runtime):

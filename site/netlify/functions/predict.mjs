@@ -7,6 +7,10 @@
 // @smithy/signature-v4) for service "lambda". Netlify reserves AWS_* names (its functions run on
 // Lambda with credentials of their own), hence the PREDICT_ prefix; the default credential chain is
 // never used. Without those two variables requests go unsigned (the local stack's Lambda adapter).
+//
+// The same handler serves /api/feedback (feedback.mjs): a person's labels for a text, forwarded to the
+// Lambda's /feedback path. The browser's address goes along as X-Mlops-Client-Ip (signed with the rest of
+// the request), so the Lambda's per-client rate limit sees people, not this function.
 
 export const MAX_BODY_BYTES = 64 * 1024;
 // Netlify stops a synchronous function after 10 s: answer a clean 504 before that.
@@ -87,11 +91,27 @@ export async function signedHeaders(signer, url, body, headers) {
   return rest;
 }
 
+// The routes of the predict Lambda this function forwards to: its path under PREDICT_URL, and the
+// answers that are the Lambda's own (anything else becomes a 502).
+export const ROUTES = {
+  predict: { path: "", known: (doc) => Array.isArray(doc.predictions) },
+  feedback: { path: "feedback", known: (doc) => doc.stored === true },
+};
+
+/** The URL of a route: PREDICT_URL itself, or a path under it (https://<id>.lambda-url.<region>.on.aws/feedback). */
+export function routeUrl(base, route) {
+  const url = new URL(base);
+  if (!ROUTES[route].path) return url.href;
+  if (!url.pathname.endsWith("/")) url.pathname += "/";
+  return new URL(ROUTES[route].path, url).href;
+}
+
 /** A handler bound to an environment and a fetch (both injectable for tests and the local server). */
-export function createHandler({ env = process.env, fetchImpl = fetch } = {}) {
-  return async function predict(request) {
+export function createHandler({ env = process.env, fetchImpl = fetch, route = "predict" } = {}) {
+  return async function predict(request, context) {
     if (request.method !== "POST") return fail(405, "method_not_allowed", "use POST with a JSON body");
     const target = predictTarget(env);
+    if (!target.error) target.url = routeUrl(target.url, route);
     let timeoutMs;
     try {
       timeoutMs = predictTimeout(env);
@@ -114,6 +134,7 @@ export function createHandler({ env = process.env, fetchImpl = fetch } = {}) {
     let text;
     try {
       let headers = { "content-type": "application/json" };
+      if (context?.ip) headers["x-mlops-client-ip"] = String(context.ip);
       if (signer) headers = await signedHeaders(signer, target.url, body, headers);
       upstream = await fetchImpl(target.url, { method: "POST", headers, body, signal: controller.signal });
       text = await upstream.text();
@@ -132,7 +153,7 @@ export function createHandler({ env = process.env, fetchImpl = fetch } = {}) {
     }
     // Only the Lambda's own JSON shapes reach the browser; anything else (a gateway's HTML page,
     // a Function URL's {"Message": ...}) becomes a 502 in the same error shape.
-    const known = doc && typeof doc === "object" && (Array.isArray(doc.predictions) || typeof doc.error === "object");
+    const known = doc && typeof doc === "object" && (ROUTES[route].known(doc) || typeof doc.error === "object");
     if (!known && upstream.status === 429) {  // the Function URL's throttle (reserved concurrency reached)
       return fail(429, "throttled", "the model is busy: retry in a moment");
     }
@@ -149,8 +170,8 @@ export function createHandler({ env = process.env, fetchImpl = fetch } = {}) {
 }
 
 /** Netlify entry point: reads PREDICT_URL on every call, so a changed env var needs no rebuild. */
-export default function handler(request) {
-  return createHandler()(request);
+export default function handler(request, context) {
+  return createHandler()(request, context);
 }
 
 export const config = { path: "/api/predict" };
