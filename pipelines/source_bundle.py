@@ -14,7 +14,7 @@ MLCORE_DIR = REPO_ROOT / "mlcore"
 
 # What the step scripts need beyond the Hugging Face DLC images' own packages (torch, transformers).
 # The training step vendors the onnxruntime it installs into the model artifact (mlcore.packaging).
-STEP_REQUIREMENTS = ("scikit-learn>=1.5", "matplotlib>=3.8", "tqdm>=4.66", "onnx>=1.17", "onnxruntime>=1.20")
+STEP_REQUIREMENTS = ("accelerate>=1.0", "scikit-learn>=1.5", "matplotlib>=3.8", "tqdm>=4.66", "onnx>=1.17", "onnxruntime>=1.20")
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 

@@ -6,7 +6,9 @@ output.tar.gz: evaluation's torch reference); SM_MODEL_DIR (model.tar.gz, what t
 loads) gets only what the chosen serving backend needs, plus code/ for the Hugging Face inference
 toolkit with the ONNX Runtime it needs, so the endpoint starts without network. Hyperparameters
 arrive as `--name value` flags.
-Runs unchanged in a SageMaker training container and locally (`python steps/train.py ...`).
+Runs unchanged in a SageMaker training container, under torchrun (SageMaker's torchrun driver, or
+`torchrun --nproc-per-node N steps/train.py ...`: data parallel, process 0 writes everything) and
+locally (`python steps/train.py ...`).
 """
 from __future__ import annotations
 
@@ -82,6 +84,9 @@ def package_for_serving(full_dir: Path, serving_dir: Path, validation, export_on
 
 
 def main(argv=None) -> int:
+    from mlcore.threads import openmp_environment
+
+    openmp_environment()  # before torch is imported: OpenMP reads its settings once
     configure_step_logging()
     cfg, args = parse_args(argv)
     from mlcore.datasets import DatasetError, read_split
@@ -97,6 +102,8 @@ def main(argv=None) -> int:
         logger.error("%s", exc)
         write_failure_reason(f"train.py: error: {exc}")
         return 2
+    if not result.is_main:  # process 0 of a torchrun job writes the model, the artifact and the history
+        return 0
     package_for_serving(full_dir, Path(args.model_dir), validation, export_onnx=args.export_onnx == "true")
     (args.output_data_dir / "history.json").write_text(json.dumps(result.history, indent=2))
     logger.info("best_epoch=%d train_seconds=%.1f peak_rss_mb=%.0f steps=%d", result.best_epoch,
