@@ -31,8 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STEPS_DIR = REPO_ROOT / "steps"
 LOG_FILE = "step.log"
 # Parameters that choose AWS instances: recorded, meaningless on this machine.
-AWS_ONLY_PARAMETERS = ("ProcessingInstanceType", "ProcessingInstanceCount", "TrainingInstanceType",
-                       "TrainingInstanceCount")
+AWS_ONLY_PARAMETERS = ("ProcessingInstanceType", "TrainingInstanceType", "TrainingInstanceCount")
 
 
 def _input_source(value: str) -> tuple[str, Path | None]:
@@ -164,10 +163,11 @@ class LocalPipelineRunner:
     def preprocess(self) -> None:
         name, out_dir = spec.PREPROCESS, self._dir(spec.PREPROCESS) / "output"
         argv = [self.settings.python, str(self.steps_dir / "preprocess.py"), "--input", self.input_arg,
-                "--output-dir", str(out_dir)]
+                "--output-dir", str(out_dir), "--data-version", str(self.values["DataVersion"])]
         signature = StepSignature(
             name, code=self._code("preprocess.py"),
-            arguments={"input": "<local path>" if self.input_path else self.input_arg},
+            arguments={"input": "<local path>" if self.input_path else self.input_arg,
+                       "data-version": self.values["DataVersion"]},
             inputs={"input": self.input_path} if self.input_path else {},
         )
 

@@ -12,9 +12,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 STEPS_DIR = REPO_ROOT / "steps"
 MLCORE_DIR = REPO_ROOT / "mlcore"
 
-# What the step scripts need beyond the Hugging Face DLC images' own packages (torch, transformers).
-# The training step vendors the onnxruntime it installs into the model artifact (mlcore.packaging).
-STEP_REQUIREMENTS = ("accelerate>=1.0", "scikit-learn>=1.5", "matplotlib>=3.8", "tqdm>=4.66", "onnx>=1.17", "onnxruntime>=1.20")
+# What the step scripts need beyond the images' own torch: the Hugging Face images carry transformers (found
+# satisfied there), the PyTorch training image of CPU training does not. The training step vendors the
+# onnxruntime it installs into the model artifact (mlcore.packaging).
+STEP_REQUIREMENTS = ("transformers>=5.0,<6", "accelerate>=1.0", "scikit-learn>=1.5", "matplotlib>=3.8", "tqdm>=4.66", "onnx>=1.17", "onnxruntime>=1.20")
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 

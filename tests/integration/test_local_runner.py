@@ -131,7 +131,7 @@ def test_bad_parameters_are_rejected_before_anything_runs(tmp_path, monkeypatch,
 # torch, ~1 s): which steps rerun after a change, and what a step that lies about success gives.
 STANDIN_PREPROCESS = '''
 import argparse, json, pathlib
-p = argparse.ArgumentParser(); p.add_argument("--input"); p.add_argument("--output-dir")
+p = argparse.ArgumentParser(); p.add_argument("--input"); p.add_argument("--output-dir"); p.add_argument("--data-version")
 a = p.parse_args()
 rows = pathlib.Path(a.input).read_text().splitlines()
 for split in ("train", "validation", "test"):
@@ -210,6 +210,11 @@ def test_runner_reruns_exactly_the_steps_whose_code_arguments_or_inputs_changed(
             .list_packages(spec.MODEL_PACKAGE_GROUP)] == [1, 2, 3]
     saved = json.loads((fourth.run_dir / "run.json").read_text())
     assert saved["status"] == "Failed" and saved["parameters"]["F1Threshold"] == 0.6
+
+    # a new DataVersion reads InputData again (as a scheduled run does); the same rows then reuse the rest
+    fifth, _ = _standin_run(standin, Epochs="2", F1Threshold="0.6", DataVersion="2026-11-30T03:00:00Z")
+    assert [fifth.step(s).status for s in (spec.PREPROCESS, spec.TRAIN, spec.EVALUATE)] == \
+        ["succeeded", "cached", "cached"]
 
 
 def test_null_metric_fails_the_gate_and_a_silent_step_is_a_failure(standin):

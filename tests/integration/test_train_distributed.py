@@ -125,5 +125,5 @@ def test_process_zero_alone_writes_one_model(runs):
     assert sorted(p.name for p in ddp_dir.iterdir()) == ["checkpoints", "model", "output"]
     assert sorted(p.name for p in (ddp_dir / "output").iterdir()) == ["history.json", "model"]
     assert sorted(p.name for p in (ddp_dir / "checkpoints").iterdir()) == ["checkpoint.pt"]
-    assert log.count("serving artifact (torch)") == 1
+    assert len(re.findall(r"^serving artifact \(torch\)", log, re.M)) == 1
     assert len(json.loads((ddp_dir / "output" / "history.json").read_text())) == EPOCHS
