@@ -32,6 +32,10 @@ INSTALL_REQUIRES = [
     "aiohttp>=3.9",  # the local endpoint's SageMaker Runtime front (mlops/runtime_front.py)
     "aws-lambda-powertools>=3.0",
     "sagemaker==3.27.0",
+    # experiment tracking (mlcore/tracking.py): embedded locally (sqlite), `mlops ui`; the plugin signs calls to a
+    # SageMaker managed tracking server given by its ARN
+    "mlflow>=3.0",
+    "sagemaker-mlflow>=0.1",
 ]
 
 EXTRAS_REQUIRE = {

@@ -20,7 +20,12 @@ STEP_REQUIREMENTS = ("transformers>=5.0,<6", "accelerate>=1.0", "scikit-learn>=1
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 
 
-def step_source_bundle(dest: str | Path) -> Path:
+# What the steps need to log to a SageMaker managed MLflow tracking server (mlflow-skinny and the plugin that
+# signs its calls): in the bundle only when the pipeline has one.
+TRACKING_REQUIREMENTS = ("sagemaker-mlflow>=0.1",)
+
+
+def step_source_bundle(dest: str | Path, extra_requirements: tuple[str, ...] = ()) -> Path:
     """Build a step source directory at `dest` (replacing what an earlier build left there)."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -30,5 +35,5 @@ def step_source_bundle(dest: str | Path) -> Path:
     if (dest / "mlcore").exists():
         shutil.rmtree(dest / "mlcore")
     shutil.copytree(MLCORE_DIR, dest / "mlcore", ignore=_IGNORE)
-    (dest / "requirements.txt").write_text("\n".join(STEP_REQUIREMENTS) + "\n")
+    (dest / "requirements.txt").write_text("\n".join((*STEP_REQUIREMENTS, *extra_requirements)) + "\n")
     return dest

@@ -21,7 +21,7 @@ from mlcore.config import TrainingConfig
 from pipelines import spec
 from pipelines.digests import hash_path
 from pipelines.parameters import training_hyperparameters
-from pipelines.source_bundle import step_source_bundle
+from pipelines.source_bundle import TRACKING_REQUIREMENTS, step_source_bundle
 
 BASE_JOB_PREFIX = spec.BASE_JOB_PREFIX
 PROCESSING_INSTANCE_TYPE = spec.PARAMETERS_BY_NAME["ProcessingInstanceType"].default
@@ -178,7 +178,7 @@ def get_pipeline(
     if build_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="bertmlc-bundle-")
         build_dir = tmp.name
-    bundle = step_source_bundle(Path(build_dir) / "source")
+    bundle = step_source_bundle(Path(build_dir) / "source", TRACKING_REQUIREMENTS if tracking else ())
     digest = hash_path(bundle)[:16]  # content-addressed code location
     # The training code channel: uploaded here, to its content's key (the SDK would put it under a timestamp and
     # record this machine's temporary path in the drivers' sourcecode.json).

@@ -420,6 +420,9 @@ def test_mlflow_tracking_server_in_the_definition_and_the_steps(aws, tmp_path, c
     assert tracking.items() <= steps[spec.TRAIN]["Arguments"]["Environment"].items()
     assert tracking.items() <= steps[spec.EVALUATE]["Arguments"]["Environment"].items()
     assert "MLFLOW_TRACKING_URI" not in steps[spec.PREPROCESS]["Arguments"].get("Environment", {})
+    # the steps install the plugin that signs MLflow's calls to the server (only when there is one)
+    code = _code_uris(definition)["train/code"]
+    assert "sagemaker-mlflow>=0.1" in s3_get(code + "requirements.txt").decode().split()
     code, _, err = run_cli(capsys, "pipeline", "definition", "--role-arn", ROLE, "--bucket", BUCKET,
                            "--mlflow-tracking-server-arn", "http://localhost:5000")
     assert code == 2 and "is not a SageMaker MLflow ARN" in err, err
