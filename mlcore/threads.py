@@ -1,9 +1,13 @@
 """CPU threads of a training process: how many, and how idle threads wait.
 
-Measured (benchmarks/bench_concurrency.py): with OpenMP's default wait policy every torch thread
-spins on a core between parallel regions, so two trainings sharing 2 cores each ran several times
-slower per step. With passive waits (threads sleep instead of spinning) the slowdown is about
-proportional to the sharing. One inter-op thread: the training loop has no inter-op parallelism.
+torch's OpenMP threads (GNU libgomp in the PyPI wheels) spin on their core between parallel regions,
+~300,000 turns by default: two trainings sharing 2 cores then spin against each other and each ran
+3-4x slower per step (benchmarks/bench_concurrency.py). Passive waits (sleep at once) make sharing
+about proportional but cost a training alone ~25% per step (every short gap between parallel regions
+becomes a sleep and a wake). GOMP_SPINCOUNT=1000 (~10 us), what libgomp itself uses once it knows its
+threads outnumber the cores, keeps both: alone as fast as the default, two at once about 2x. Other
+OpenMP runtimes ignore GOMP_SPINCOUNT and get OMP_WAIT_POLICY=PASSIVE. One inter-op thread: the
+training loop has no inter-op parallelism.
 
 `openmp_environment()` must run before torch is imported (OpenMP reads its variables once, when the
 library loads): steps/train.py calls it first thing. `configure_threads()` runs in the process.
@@ -15,7 +19,8 @@ from collections.abc import MutableMapping
 
 from mlcore.modeling import available_cores
 
-WAIT_POLICY = "PASSIVE"
+WAIT_POLICY = "PASSIVE"  # OpenMP runtimes other than GNU's
+SPIN_COUNT = "1000"  # GNU libgomp: spin this many turns, then sleep
 
 
 def local_processes(env: MutableMapping[str, str] | None = None) -> int:
@@ -40,9 +45,10 @@ def threads_per_process(requested: int = 0, env: MutableMapping[str, str] | None
 
 
 def openmp_environment(env: MutableMapping[str, str] | None = None) -> dict[str, str]:
-    """Set (where unset) OMP_WAIT_POLICY=PASSIVE and OMP_NUM_THREADS for this process; returns what it set."""
+    """Set (where unset) GOMP_SPINCOUNT, OMP_WAIT_POLICY and OMP_NUM_THREADS for this process; returns what it set."""
     env = os.environ if env is None else env
-    wanted = {"OMP_WAIT_POLICY": WAIT_POLICY, "OMP_NUM_THREADS": str(threads_per_process(0, env))}
+    wanted = {"GOMP_SPINCOUNT": SPIN_COUNT, "OMP_WAIT_POLICY": WAIT_POLICY,
+              "OMP_NUM_THREADS": str(threads_per_process(0, env))}
     added = {k: v for k, v in wanted.items() if not env.get(k)}
     env.update(added)
     return added
