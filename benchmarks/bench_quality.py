@@ -1,9 +1,15 @@
-"""Quality benchmark on GoEmotions: train on train, tune thresholds on dev, score on test.
+"""Quality benchmark on GoEmotions: train on train, tune thresholds on dev, score on test; time per epoch.
 
 Runs the very step scripts of the pipeline (preprocess -> train -> evaluate) and prints test
-macro/micro F1, ROC AUC, training wall time and peak memory, next to the published references.
+macro/micro F1, ROC AUC, dev macro-F1, time per epoch, optimizer steps per second and peak memory,
+next to the published references. With `--baseline-ref REF` the training step of that git revision
+(e.g. `main`) trains on the same preprocessed data in the same run, before this tree's, and both
+models are scored by this tree's evaluate.py: one table, old vs new.
 
-    .venv/bin/python benchmarks/bench_quality.py [--epochs 3] [--out benchmarks/results/quality]
+    .venv/bin/python benchmarks/bench_quality.py [--epochs 3] [--baseline-ref main] [--out benchmarks/results/quality]
+    .venv/bin/python benchmarks/bench_quality.py --max-rows 3000 --epochs 1 --baseline-ref main   # a quick proxy
+
+Run it alone on the machine: time per epoch is the point, and other work on the same cores changes it.
 """
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +37,65 @@ def run(cmd: list[str], env: dict | None = None) -> float:
     return time.time() - started
 
 
+def checkout(ref: str, dest: Path) -> Path:
+    """steps/ and mlcore/ of git revision `ref`, extracted under `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "steps", "mlcore"], capture_output=True,
+                             check=False)
+    if archive.returncode:
+        sys.exit(f"cannot read {ref!r} from git: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest
+
+
+def train_and_score(name: str, tree: Path, args, data_dir: Path, folder: str) -> dict:
+    """Train with `tree`'s train.py (its own mlcore), score with this tree's evaluate.py; the numbers of one row."""
+    out = args.out / folder
+    model_dir, eval_dir = out / "model", out / "evaluation"
+    seconds = run([sys.executable, str(tree / "steps" / "train.py"), "--base-model", args.base_model,
+                   "--epochs", args.epochs, "--learning-rate", args.learning_rate,
+                   "--head-learning-rate", args.head_learning_rate, "--max-length", args.max_length,
+                   "--export-onnx", "false", "--train-dir", str(data_dir / "train"),
+                   "--validation-dir", str(data_dir / "validation"), "--model-dir", str(model_dir),
+                   "--output-data-dir", str(out / "train-output")], env={"PYTHONPATH": str(tree)})
+    run([sys.executable, str(REPO / "steps" / "evaluate.py"), "--model-path", str(model_dir),
+         "--test-dir", str(data_dir / "test"), "--output-dir", str(eval_dir)], env={"PYTHONPATH": str(REPO)})
+    metrics = json.loads((eval_dir / "evaluation.json").read_text())["multilabel_classification_metrics"]
+    summary = json.loads((model_dir / "training_summary.json").read_text())
+    epochs = len(summary["history"])
+    timed = [h["train_seconds"] for h in summary["history"] if "train_seconds" in h]  # recorded since accelerate
+    return {"name": name, "metrics": metrics, "summary": summary, "train_seconds": seconds, "epochs": epochs,
+            # the same measure for every tree: the training step's wall time (load, encode, epochs, export) / epochs
+            "seconds_per_epoch": seconds / max(1, epochs), "steps_per_second": summary["steps"] / seconds,
+            "loop_seconds_per_epoch": sum(timed) / len(timed) if timed else None}
+
+
+def table(rows: list[dict]) -> str:
+    header = ["", *(r["name"] for r in rows)]
+    lines = [
+        ("test macro F1", [f"{r['metrics']['f1_macro']['value']:.4f} ± {r['metrics']['f1_macro']['standard_deviation']:.4f}"
+                           for r in rows]),
+        ("test micro F1", [f"{r['metrics']['f1_micro']['value']:.4f}" for r in rows]),
+        ("test macro ROC AUC", [f"{r['metrics']['roc_auc_macro']['value']:.4f}" for r in rows]),
+        ("dev macro F1 (tuned thresholds)", [f"{r['summary']['validation']['f1_macro']:.4f}" for r in rows]),
+        ("best epoch / epochs", [f"{r['summary']['best_epoch']} / {r['epochs']}" for r in rows]),
+        ("training step wall time", [f"{r['train_seconds'] / 60:.1f} min ({r['summary']['device']}, "
+                                     f"{r['summary']['precision']})" for r in rows]),
+        ("time per epoch (step wall time / epochs)", [f"{r['seconds_per_epoch']:.0f} s" for r in rows]),
+        ("training loop per epoch (history)", [f"{r['loop_seconds_per_epoch']:.0f} s" if r["loop_seconds_per_epoch"]
+                                               else "not recorded" for r in rows]),
+        ("optimizer steps / s (step wall time)", [f"{r['steps_per_second']:.2f}" for r in rows]),
+        ("training peak RSS", [f"{r['summary']['peak_rss_mb']:.0f} MB" for r in rows]),
+    ]
+    if len(rows) == 2:
+        a, b = rows
+        lines.append(("test macro F1, new - old", ["", f"{b['metrics']['f1_macro']['value'] - a['metrics']['f1_macro']['value']:+.4f}"]))
+        lines.append(("time per epoch, new / old", ["", f"{b['seconds_per_epoch'] / a['seconds_per_epoch']:.2f}x"]))
+    out = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    out += ["| " + " | ".join([k, *v]) + " |" for k, v in lines]
+    return "\n".join(out)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=GOEMOTIONS)
@@ -40,42 +106,28 @@ def main() -> int:
     parser.add_argument("--head-learning-rate", default="2e-3")
     parser.add_argument("--max-length", default="64")
     parser.add_argument("--max-rows", default="0", help="limit rows per split (0 = all), for a quick check")
+    parser.add_argument("--baseline-ref", default=None,
+                        help="a git revision whose training step also runs on the same data, first (e.g. main)")
     args = parser.parse_args()
     if not (args.data / "train.tsv").exists():
         sys.exit(f"GoEmotions not found at {args.data}: pass --data DIR (train/dev/test.tsv + labels.txt)")
-
-    out = args.out
-    py = sys.executable
-    data_dir, model_dir, eval_dir = out / "data", out / "model", out / "evaluation"
-    t_pre = run([py, str(REPO / "steps/preprocess.py"), "--input", str(args.data), "--output-dir", str(data_dir),
-                 *(["--max-rows", args.max_rows] if args.max_rows != "0" else [])])
-    t_train = run([py, str(REPO / "steps/train.py"), "--base-model", args.base_model, "--epochs", args.epochs,
-                   "--learning-rate", args.learning_rate, "--head-learning-rate", args.head_learning_rate,
-                   "--max-length", args.max_length, "--export-onnx", "false",
-                   "--train-dir", str(data_dir / "train"), "--validation-dir", str(data_dir / "validation"),
-                   "--model-dir", str(model_dir), "--output-data-dir", str(out / "train-output")])
-    t_eval = run([py, str(REPO / "steps/evaluate.py"), "--model-path", str(model_dir),
-                  "--test-dir", str(data_dir / "test"), "--output-dir", str(eval_dir)])
-
-    metrics = json.loads((eval_dir / "evaluation.json").read_text())["multilabel_classification_metrics"]
-    summary = json.loads((model_dir / "training_summary.json").read_text())
-    rows = [
-        ("test macro F1", f"{metrics['f1_macro']['value']:.4f} ± {metrics['f1_macro']['standard_deviation']:.4f}"),
-        ("test micro F1", f"{metrics['f1_micro']['value']:.4f}"),
-        ("test macro ROC AUC", f"{metrics['roc_auc_macro']['value']:.4f}"),
-        ("test micro ROC AUC", f"{metrics['roc_auc_micro']['value']:.4f}"),
-        ("dev macro F1 (tuned thresholds)", f"{summary['validation']['f1_macro']:.4f}"),
-        ("best epoch / epochs", f"{summary['best_epoch']} / {args.epochs}"),
-        ("training wall time", f"{t_train / 60:.1f} min ({summary['device']}, {summary['precision']})"),
-        ("training peak RSS", f"{summary['peak_rss_mb']:.0f} MB"),
-        ("preprocess / evaluate wall time", f"{t_pre:.0f} s / {t_eval:.0f} s"),
-    ]
-    rows += [(f"reference: {k}", f"{v:.3f}") for k, v in REFERENCES.items()]
-    width = max(len(k) for k, _ in rows)
-    print("\n| metric | value |\n| --- | --- |")
-    for k, v in rows:
-        print(f"| {k.ljust(width)} | {v} |")
-    (out / "summary.json").write_text(json.dumps(dict(rows), indent=2))
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores", flush=True)
+    data_dir = args.out / "data"
+    t_pre = run([sys.executable, str(REPO / "steps/preprocess.py"), "--input", str(args.data), "--output-dir",
+                 str(data_dir), *(["--max-rows", args.max_rows] if args.max_rows != "0" else [])])
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
+        if args.baseline_ref:
+            rows.append(train_and_score(f"{args.baseline_ref} (before)", checkout(args.baseline_ref, Path(tmp)), args,
+                                        data_dir, "baseline"))
+        rows.append(train_and_score("this tree", REPO, args, data_dir, "current"))
+    print(f"\npreprocess {t_pre:.0f} s; load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(table(rows))
+    print("\n" + "\n".join(f"reference: {k}: {v:.3f}" for k, v in REFERENCES.items()))
+    (args.out / "summary.json").write_text(json.dumps(
+        [{k: v for k, v in r.items() if k not in ("metrics", "summary")} | {
+            "test_f1_macro": r["metrics"]["f1_macro"]["value"], "dev_f1_macro": r["summary"]["validation"]["f1_macro"]}
+         for r in rows], indent=2))
     return 0
 
 

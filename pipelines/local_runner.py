@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import mlcore
+from mlcore import tracking
 from pipelines import spec
 from pipelines.caching import StepCache, StepSignature
 from pipelines.digests import file_sha256
@@ -33,8 +34,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STEPS_DIR = REPO_ROOT / "steps"
 LOG_FILE = "step.log"
 # Parameters that choose AWS instances: recorded, meaningless on this machine.
-AWS_ONLY_PARAMETERS = ("ProcessingInstanceType", "ProcessingInstanceCount", "TrainingInstanceType",
-                       "TrainingInstanceCount")
+AWS_ONLY_PARAMETERS = ("ProcessingInstanceType", "TrainingInstanceType", "TrainingInstanceCount")
+# MLflow's variables: a step gets this execution's run, never one inherited from the caller's environment.
+TRACKING_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
 
 
 def _input_source(value: str) -> tuple[str, Path | None]:
@@ -57,6 +59,18 @@ def _count_rows(path: Path) -> int:
 
 def _fmt(value: Any) -> str:
     return "null" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _training_summary_line(tarball: Path, summary_file: Path) -> str:
+    """'model.tar.gz 45.2 MB, validation f1_macro=0.5522' for the run summary."""
+    line = f"model.tar.gz {tarball.stat().st_size / 1e6:.1f} MB"
+    try:
+        validation = json.loads(summary_file.read_text()).get("validation", {})
+    except (OSError, ValueError, AttributeError):
+        return line
+    if isinstance(validation.get("f1_macro"), (int, float)):
+        line += f", validation f1_macro={validation['f1_macro']:.4f}"
+    return line
 
 
 def new_run_id() -> str:
@@ -93,17 +107,29 @@ class LocalPipelineRunner:
         self.result = RunResult(self.run_id, self.run_dir, dict(self.values),
                                 [StepResult(name) for name in spec.STEPS], pid=os.getpid(),
                                 pid_started=started_at(os.getpid()))
+        self.mlflow: tracking.Run | None = None  # this execution's MLflow run (settings.tracking)
 
     # ----- plumbing
     def _dir(self, step: str) -> Path:
         return self.run_dir / step
 
     def _env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if k not in TRACKING_VARIABLES}
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+        env.update(self.mlflow.environment() if self.mlflow else {})  # the steps log into this execution's run
         env.update(extra or {})
         return env
+
+    def _start_tracking(self) -> None:
+        """One MLflow run per execution: the pipeline parameters, then what each step logs (see mlcore.tracking)."""
+        if not self.settings.tracking:
+            return
+        self.mlflow = tracking.Run.start(self.settings.tracking_uri, spec.PIPELINE_NAME, self.run_id,
+                                         self.settings.artifacts_dir.as_uri(), tags={"pipeline_run_id": self.run_id})
+        if self.mlflow:
+            self.mlflow.log_params(self.values)
+            self.out.write(f"MLflow run {self.mlflow.run_id} ({self.settings.tracking_uri}; `mlops ui` shows it)\n")
 
     def _code(self, script: str, *packages: str) -> dict[str, Path]:
         code = {script: self.steps_dir / script, "mlcore": Path(mlcore.__file__).parent}
@@ -177,12 +203,13 @@ class LocalPipelineRunner:
     def preprocess(self) -> None:
         name, out_dir = spec.PREPROCESS, self._dir(spec.PREPROCESS) / "output"
         argv = [self.settings.python, str(self.steps_dir / "preprocess.py"), "--input", self.input_arg,
-                "--output-dir", str(out_dir)]
+                "--output-dir", str(out_dir), "--data-version", str(self.values["DataVersion"])]
         for option, value in sorted(self.preprocess_options.items()):  # e.g. text-column: --text-column body
             argv += [f"--{option}", value]
         signature = StepSignature(
             name, code=self._code("preprocess.py"),
-            arguments={"input": "<local path>" if self.input_path else self.input_arg, **self.preprocess_options},
+            arguments={"input": "<local path>" if self.input_path else self.input_arg,
+                       "data-version": self.values["DataVersion"], **self.preprocess_options},
             inputs={"input": self.input_path} if self.input_path else {},
         )
 
@@ -239,17 +266,10 @@ class LocalPipelineRunner:
             make_model_tarball(model_dir, tarball)
 
         step = self._execute(name, signature, {"model": model_dir, "output": output_dir}, run)
+        if step.status == CACHED:  # the step did not run, so did not log: what it produced then goes to this run
+            self._track_cached_training(output_dir / "data")
         step.outputs["model_tarball"] = str(tarball)
-        size_mb = tarball.stat().st_size / 1e6
-        step.summary = f"model.tar.gz {size_mb:.1f} MB"
-        summary_file = model_dir / "training_summary.json"
-        if summary_file.exists():
-            try:
-                validation = json.loads(summary_file.read_text()).get("validation", {})
-                if isinstance(validation.get("f1_macro"), (int, float)):
-                    step.summary += f", validation f1_macro={validation['f1_macro']:.4f}"
-            except (ValueError, AttributeError):
-                pass
+        step.summary = _training_summary_line(tarball, model_dir / "training_summary.json")
 
     def evaluate(self) -> None:
         name, eval_dir = spec.EVALUATE, self._dir(spec.EVALUATE) / "evaluation"
@@ -271,12 +291,24 @@ class LocalPipelineRunner:
                 raise StepFailed(f"{name} exited 0 but wrote no {spec.EVALUATION_FILE} in {eval_dir}; log: {log_path}")
 
         step = self._execute(name, signature, {"evaluation": eval_dir}, run)
+        if step.status == CACHED:
+            tracking.log_evaluation(self.mlflow, eval_dir)
         report = json.loads((eval_dir / spec.EVALUATION_FILE).read_text())
         step.summary = f"{report.get('backend', 'torch')}: " + ", ".join(
             f"{path.split('.')[-2]}={_fmt(self._metric(report, path))}" for path, _ in spec.QUALITY_GATE
         )
         if report.get("reference"):
             step.summary += f" (torch reference f1_macro={_fmt(report['reference'].get('f1_macro'))})"
+
+    def _track_cached_training(self, output_data_dir: Path) -> None:
+        summary_file = output_data_dir / "model" / "training_summary.json"
+        if not (self.mlflow and summary_file.is_file()):
+            return
+        summary = json.loads(summary_file.read_text())
+        history = json.loads((output_data_dir / "history.json").read_text()) \
+            if (output_data_dir / "history.json").is_file() else []
+        self.mlflow.log_params(tracking.config_params(summary.get("config", {})))
+        tracking.log_training(self.mlflow, summary, history)
 
     @staticmethod
     def _metric(report: dict, path: str) -> Any:
@@ -342,6 +374,10 @@ class LocalPipelineRunner:
         step.log = str(step_dir / LOG_FILE)
         (step_dir / LOG_FILE).write_text(f"registered {package['ModelPackageArn']} as {status}\n")
         self.printer.line(name, f"registered {package['ModelPackageArn']} ({status})")
+        if self.mlflow:
+            self.mlflow.set_tags({"model_package_group": package["ModelPackageGroupName"],
+                                  "registered_version": version, "model_package_arn": package["ModelPackageArn"],
+                                  "model_approval_status": status})
         step.duration_s = round(time.monotonic() - started, 3)
         if self.on_event:
             self.on_event(self.registry.state_change_event(package))
@@ -380,6 +416,7 @@ class LocalPipelineRunner:
         if ignored:
             self.out.write(f"note: {', '.join(ignored)} only matter on SageMaker; ignored locally\n")
         self._save()
+        self._start_tracking()
         try:
             for step_fn in (self.preprocess, self.train, self.evaluate):
                 step_fn()
@@ -400,6 +437,8 @@ class LocalPipelineRunner:
         finally:
             result.finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
             self._save()
+            if self.mlflow:
+                self.mlflow.end({"Succeeded": "FINISHED", "Stopped": "KILLED"}.get(result.status, "FAILED"))
         self.out.write("\n" + format_summary(result) + "\n")
         self.out.flush()
         return result

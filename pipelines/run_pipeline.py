@@ -22,7 +22,7 @@ DEFAULT_MODULE = "pipelines.bertmlc.pipeline"
 # Keys the AWS MLOps template's `run-pipeline --kwargs` carries for get_pipeline, and the flag each one stands for.
 TEMPLATE_KWARGS = {"region": "--region", "role": "--role-arn", "default_bucket": "--bucket"}
 INSTANCE_PARAMETERS = ("ProcessingInstanceType", "TrainingInstanceType")
-COUNT_PARAMETERS = ("ProcessingInstanceCount", "TrainingInstanceCount")
+COUNT_PARAMETERS = ("TrainingInstanceCount",)
 TERMINAL_STATUSES = ("Succeeded", "Failed", "Stopped")
 
 
@@ -121,8 +121,11 @@ def build_pipeline(region: str | None = None, role: str | None = None, default_b
     prefix = kwargs.get("base_job_prefix") or accepted["base_job_prefix"].default
     source = input_data if input_data is not None else spec.PARAMETERS_BY_NAME["InputData"].default
     input_uri = stage_input_data(source, session.boto_session, bucket, prefix)
-    return get_pipeline(region=region, role=role, default_bucket=bucket, sagemaker_session=session,
-                        input_data_uri=input_uri, **kwargs)
+    try:
+        return get_pipeline(region=region, role=role, default_bucket=bucket, sagemaker_session=session,
+                            input_data_uri=input_uri, **kwargs)
+    except ValueError as exc:  # an argument get_pipeline refuses (instance type, MLflow ARN): the user's to fix
+        raise PipelineRunError(str(exc)) from None
 
 
 def upsert(pipeline, role_arn: str, description: str | None = None, tags: list[dict] | None = None) -> dict:
@@ -132,17 +135,39 @@ def upsert(pipeline, role_arn: str, description: str | None = None, tags: list[d
     return pipeline.upsert(role_arn=role_arn, description=description, tags=tags)
 
 
+def check_enum_values(client, pipeline_name: str, values: Mapping[str, Any]) -> None:
+    """Each override of a parameter with EnumValues (the instance types its step's image runs on) is one of them.
+
+    SageMaker refuses such a value at StartPipelineExecution as well; here the message says what to do.
+    """
+    try:
+        definition = json.loads(client.describe_pipeline(PipelineName=pipeline_name)["PipelineDefinition"])
+    except client.exceptions.ResourceNotFound:
+        raise PipelineRunError(f"pipeline {pipeline_name!r} not found: run `mlops pipeline upsert --role-arn ...` "
+                               "first") from None
+    for parameter in definition.get("Parameters", []):
+        allowed = parameter.get("EnumValues")
+        if allowed and parameter["Name"] in values and str(values[parameter["Name"]]) not in allowed:
+            raise PipelineRunError(
+                f"{parameter['Name']}={values[parameter['Name']]} is not one this pipeline's image runs on: "
+                f"{', '.join(allowed)}. For the other kind (GPU/CPU) build the pipeline again with "
+                f"--training-instance-type (mlops pipeline upsert) and start that")
+
+
 def start(region: str | None, pipeline_name: str, overrides: Mapping[str, str], bucket: str | None = None,
           prefix: str = spec.BASE_JOB_PREFIX, display_name: str | None = None) -> str:
     """Start an execution of the upserted pipeline with checked overrides; returns the execution ARN."""
     values = check_parameters(overrides)
     session = boto_session(region)
     client = session.client("sagemaker")
-    if "InputData" in values and not str(values["InputData"]).startswith("s3://"):
+    upload = "InputData" in values and not str(values["InputData"]).startswith("s3://")
+    if upload:
         check_input_data(values["InputData"])
         if not bucket:
             raise PipelineRunError("InputData other than an s3:// URI is uploaded first: pass --bucket "
                                    "(or set ARTIFACT_BUCKET)")
+    check_enum_values(client, pipeline_name, values)
+    if upload and bucket:
         values["InputData"] = stage_input_data(values["InputData"], session, bucket, prefix)
     request: dict[str, Any] = {
         "PipelineName": pipeline_name,

@@ -12,14 +12,20 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 STEPS_DIR = REPO_ROOT / "steps"
 MLCORE_DIR = REPO_ROOT / "mlcore"
 
-# What the step scripts need beyond the Hugging Face DLC images' own packages (torch, transformers).
-# The training step vendors the onnxruntime it installs into the model artifact (mlcore.packaging).
-STEP_REQUIREMENTS = ("scikit-learn>=1.5", "matplotlib>=3.8", "tqdm>=4.66", "onnx>=1.17", "onnxruntime>=1.20")
+# What the step scripts need beyond the images' own torch: the Hugging Face images carry transformers (found
+# satisfied there), the PyTorch training image of CPU training does not. The training step vendors the
+# onnxruntime it installs into the model artifact (mlcore.packaging).
+STEP_REQUIREMENTS = ("transformers>=5.0,<6", "accelerate>=1.0", "scikit-learn>=1.5", "matplotlib>=3.8", "tqdm>=4.66", "onnx>=1.17", "onnxruntime>=1.20")
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 
 
-def step_source_bundle(dest: str | Path) -> Path:
+# What the steps need to log to a SageMaker managed MLflow tracking server (mlflow-skinny and the plugin that
+# signs its calls): in the bundle only when the pipeline has one.
+TRACKING_REQUIREMENTS = ("sagemaker-mlflow>=0.1",)
+
+
+def step_source_bundle(dest: str | Path, extra_requirements: tuple[str, ...] = ()) -> Path:
     """Build a step source directory at `dest` (replacing what an earlier build left there)."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -29,5 +35,5 @@ def step_source_bundle(dest: str | Path) -> Path:
     if (dest / "mlcore").exists():
         shutil.rmtree(dest / "mlcore")
     shutil.copytree(MLCORE_DIR, dest / "mlcore", ignore=_IGNORE)
-    (dest / "requirements.txt").write_text("\n".join(STEP_REQUIREMENTS) + "\n")
+    (dest / "requirements.txt").write_text("\n".join((*STEP_REQUIREMENTS, *extra_requirements)) + "\n")
     return dest

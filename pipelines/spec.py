@@ -40,6 +40,9 @@ class PipelineParameter:
 PARAMETERS: tuple[PipelineParameter, ...] = (
     PipelineParameter("InputData", "String", "demo",
                       "dataset: 'demo', a local path, an s3:// URI (on AWS) or hf:<name>[:<config>]"),
+    PipelineParameter("DataVersion", "String", "none",
+                      "label of the data now under InputData (e.g. its export date); a new label makes "
+                      "PreprocessData read InputData again instead of reusing a cached result"),
     PipelineParameter("BaseModel", "String", DEFAULT_BASE_MODEL, "HF checkpoint name or path"),
     PipelineParameter("Epochs", "Float", _TRAINING_DEFAULTS.epochs, "training epochs"),
     PipelineParameter("LearningRate", "Float", _TRAINING_DEFAULTS.learning_rate, "encoder learning rate"),
@@ -48,12 +51,43 @@ PARAMETERS: tuple[PipelineParameter, ...] = (
     PipelineParameter("RocAucThreshold", "Float", 0.80, "minimum test macro ROC AUC to register the model"),
     PipelineParameter("ModelApprovalStatus", "String", "PendingManualApproval",
                       "status of the registered version: PendingManualApproval | Approved | Rejected"),
-    PipelineParameter("ProcessingInstanceType", "String", "ml.m5.xlarge", "instance of the processing steps"),
-    PipelineParameter("ProcessingInstanceCount", "Integer", 1, "instances of the processing steps"),
-    PipelineParameter("TrainingInstanceType", "String", "ml.g5.xlarge", "instance of the training step"),
-    PipelineParameter("TrainingInstanceCount", "Integer", 1, "instances of the training step"),
+    PipelineParameter("ProcessingInstanceType", "String", "ml.m5.xlarge",
+                      "instance of the processing steps (one each: preprocessing splits the whole dataset)"),
+    PipelineParameter("TrainingInstanceType", "String", "ml.g5.xlarge",
+                      "instance of the training step, of the kind (GPU or CPU) the pipeline was built for"),
+    PipelineParameter("TrainingInstanceCount", "Integer", 1,
+                      "instances of the training step (data parallel: torchrun, one process per GPU)"),
 )
 PARAMETERS_BY_NAME = {p.name: p for p in PARAMETERS}
+
+# The instance types each step's image runs on: SageMaker refuses a start-time value outside a parameter's
+# EnumValues, so an override cannot pick an instance the image was not built for. The training image is
+# chosen when the pipeline is built, by the kind of its TrainingInstanceType: Hugging Face's training image
+# for GPU instances (it has no CPU build), the PyTorch training image for CPU instances.
+GPU_TRAINING_INSTANCE_TYPES = (
+    "ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g4dn.12xlarge", "ml.g5.xlarge", "ml.g5.2xlarge", "ml.g5.4xlarge",
+    "ml.g5.12xlarge", "ml.g5.48xlarge", "ml.g6.xlarge", "ml.g6.2xlarge", "ml.g6.12xlarge", "ml.g6.48xlarge",
+    "ml.g6e.xlarge", "ml.g6e.12xlarge", "ml.p4d.24xlarge", "ml.p5.48xlarge",
+)
+CPU_INSTANCE_TYPES = (
+    "ml.m5.large", "ml.m5.xlarge", "ml.m5.2xlarge", "ml.m5.4xlarge", "ml.m5.12xlarge", "ml.c5.xlarge",
+    "ml.c5.2xlarge", "ml.c5.4xlarge", "ml.c5.9xlarge", "ml.m6i.xlarge", "ml.m6i.2xlarge", "ml.m6i.4xlarge",
+    "ml.c6i.xlarge", "ml.c6i.2xlarge", "ml.c6i.4xlarge", "ml.c6i.8xlarge",
+)
+# SageMaker accepts at most 16 EnumValues per parameter (aws/sagemaker-python-sdk#2314).
+MAX_ENUM_VALUES = 16
+# The processing steps run on the CPU build of the inference image.
+PROCESSING_INSTANCE_TYPES = CPU_INSTANCE_TYPES
+
+
+def training_instance_types(instance_type: str) -> tuple[str, ...]:
+    """The instance types of `instance_type`'s kind (GPU or CPU): the EnumValues of TrainingInstanceType."""
+    for kind in (GPU_TRAINING_INSTANCE_TYPES, CPU_INSTANCE_TYPES):
+        if instance_type in kind:
+            return kind
+    raise ValueError(f"training instance type {instance_type!r} is not supported; GPU: "
+                     f"{', '.join(GPU_TRAINING_INSTANCE_TYPES)}; CPU: {', '.join(CPU_INSTANCE_TYPES)}")
+
 
 # Which pipeline parameter feeds which training hyperparameter (TrainingConfig field).
 HYPERPARAMETER_SOURCES = {

@@ -110,7 +110,7 @@ def _load(args):
     model_dir = extract_model(args.model_path)
     backend = serving_backend(model_dir) if args.backend == "auto" else args.backend
     predictor = load_predictor(model_dir, backend=backend)
-    return test, predictor, backend, align_to_model(test, predictor.label_names)
+    return test, predictor, backend, align_to_model(test, predictor.label_names), model_dir
 
 
 def write_outputs(report: dict, y_true, probs, predictor, out: Path) -> None:
@@ -144,7 +144,7 @@ def main(argv=None) -> int:
     from mlcore.metrics import multilabel_report
 
     try:
-        test, predictor, backend, y_true = _load(args)
+        test, predictor, backend, y_true, model_dir = _load(args)
     except (DatasetError, FileNotFoundError, ValueError) as exc:
         logger.error("%s", exc)
         return 2
@@ -169,7 +169,16 @@ def main(argv=None) -> int:
     write_outputs(report, y_true, probs, predictor, args.output_dir)
     log_headline(report)
     logger.info("wrote %s and plots", args.output_dir / EVALUATION_FILE)
+    track(model_dir, args.output_dir)
     return 0
+
+
+def track(model_dir: Path, evaluation_dir: Path) -> None:
+    """The test metrics and plots into the MLflow run of this pipeline run, else of the run that trained the model."""
+    from mlcore import tracking
+
+    if tracking.enabled():
+        tracking.log_evaluation(tracking.Run.open(tracking.training_run_id(model_dir)), evaluation_dir)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max-rows", type=int, default=0,
                         help="keep at most N rows per split, a seeded random sample (0 = all)")
+    parser.add_argument("--data-version", default=None,
+                        help="label of the data read (the pipeline's DataVersion, e.g. the schedule's time); recorded "
+                             "in statistics.json, and part of the step's cache key")
     args = parser.parse_args(argv)
     for name in ("validation_fraction", "test_fraction"):
         if not 0.0 < getattr(args, name) < 0.5:
@@ -156,7 +159,7 @@ def main(argv=None) -> int:
     stats = statistics(splits, result.report)
     stats.update(source=str(source), labels_file=str(labels_file) if labels_file else None, seed=args.seed,
                  fractions={"validation": args.validation_fraction, "test": args.test_fraction},
-                 max_rows=args.max_rows or None, notes=notes)
+                 max_rows=args.max_rows or None, data_version=args.data_version, notes=notes)
     (args.output_dir / "statistics").mkdir(parents=True, exist_ok=True)
     (args.output_dir / "statistics" / "statistics.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False))
     logger.info("%d labels; label counts per split:", len(result.label_names))

@@ -6,13 +6,16 @@ output.tar.gz: evaluation's torch reference); SM_MODEL_DIR (model.tar.gz, what t
 loads) gets only what the chosen serving backend needs, plus code/ for the Hugging Face inference
 toolkit with the ONNX Runtime it needs, so the endpoint starts without network. Hyperparameters
 arrive as `--name value` flags.
-Runs unchanged in a SageMaker training container and locally (`python steps/train.py ...`).
+Runs unchanged in a SageMaker training container, under torchrun (SageMaker's torchrun driver, or
+`torchrun --nproc-per-node N steps/train.py ...`: data parallel, process 0 writes everything) and
+locally (`python steps/train.py ...`).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -81,24 +84,52 @@ def package_for_serving(full_dir: Path, serving_dir: Path, validation, export_on
     return doc
 
 
+def open_tracking(cfg: TrainingConfig):
+    """Process 0's MLflow run (see mlcore.tracking), with the hyperparameters logged; None when not tracking."""
+    from dataclasses import asdict
+
+    from mlcore import tracking
+
+    if os.environ.get("RANK", "0") != "0":  # torchrun's other processes: process 0 logs
+        return None
+    run = tracking.Run.open(run_name=os.environ.get("TRAINING_JOB_NAME"))
+    if run:
+        run.log_params(tracking.config_params(asdict(cfg)))
+    return run
+
+
 def main(argv=None) -> int:
+    from mlcore.threads import openmp_environment
+
+    openmp_environment()  # before torch is imported: OpenMP reads its settings once
     configure_step_logging()
     cfg, args = parse_args(argv)
+    from mlcore import tracking
     from mlcore.datasets import DatasetError, read_split
     from mlcore.modeling import BaseModelError
-    from mlcore.training import train
+    from mlcore.training import SUMMARY_FILE, train
 
     full_dir = args.output_data_dir / FULL_MODEL_DIR
+    run = open_tracking(cfg)
     try:
         train_data = read_split(args.train_dir)
         validation = read_split(args.validation_dir)
-        result = train(cfg, train_data, validation, full_dir, checkpoint_dir=args.checkpoint_dir)
+        result = train(cfg, train_data, validation, full_dir, checkpoint_dir=args.checkpoint_dir,
+                       on_epoch=lambda record: tracking.log_epoch(run, record))
     except (DatasetError, BaseModelError, ValueError, FileNotFoundError) as exc:
         logger.error("%s", exc)
         write_failure_reason(f"train.py: error: {exc}")
+        if run and run.created:
+            run.end("FAILED")
         return 2
+    if not result.is_main:  # process 0 of a torchrun job writes the model, the artifact and the history
+        return 0
+    tracking.record_run(run, full_dir)  # before packaging: the artifact's summary names the run too
+    tracking.log_training(run, json.loads((full_dir / SUMMARY_FILE).read_text()))
     package_for_serving(full_dir, Path(args.model_dir), validation, export_onnx=args.export_onnx == "true")
     (args.output_data_dir / "history.json").write_text(json.dumps(result.history, indent=2))
+    if run and run.created:
+        run.end()
     logger.info("best_epoch=%d train_seconds=%.1f peak_rss_mb=%.0f steps=%d", result.best_epoch,
                 result.wall_seconds, result.peak_rss_mb, result.steps)
     logger.info("validation (tuned thresholds): " + " ".join(

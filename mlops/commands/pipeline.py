@@ -27,12 +27,21 @@ def _common(parser: argparse.ArgumentParser, role: bool = False, build: bool = F
         parser.add_argument("--model-package-group", default=spec.MODEL_PACKAGE_GROUP)
         parser.add_argument("--no-spot", action="store_true", help="train on on-demand instead of spot instances")
         parser.add_argument("--no-cache", action="store_true", help="turn step caching off")
+        parser.add_argument("--training-instance-type", default=spec.PARAMETERS_BY_NAME["TrainingInstanceType"].default,
+                            help="TrainingInstanceType's default; its kind (GPU or CPU) picks the training image, and "
+                                 "a start-time value must be of that kind (default: %(default)s)")
+        parser.add_argument("--mlflow-tracking-server-arn", default=os.environ.get("MLFLOW_TRACKING_SERVER_ARN"),
+                            help="SageMaker managed MLflow tracking server the steps log to (default: "
+                                 "$MLFLOW_TRACKING_SERVER_ARN; none: no tracking)")
+        parser.add_argument("--mlflow-experiment", default=None, help="MLflow experiment (default: the pipeline name)")
 
 
 def _build_kwargs(args: argparse.Namespace) -> dict:
     return {"pipeline_name": args.pipeline_name, "base_job_prefix": args.prefix,
             "model_package_group_name": args.model_package_group, "use_spot_instances": not args.no_spot,
-            "enable_caching": not args.no_cache}
+            "enable_caching": not args.no_cache, "training_instance_type": args.training_instance_type,
+            "mlflow_tracking_server_arn": args.mlflow_tracking_server_arn,
+            "mlflow_experiment_name": args.mlflow_experiment}
 
 
 def _guard(func):

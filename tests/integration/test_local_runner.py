@@ -50,6 +50,16 @@ def _statuses(run: dict) -> dict[str, str]:
     return {s["name"]: s["status"] for s in run["steps"]}
 
 
+def _mlflow_run(home: Path, run_id: str):
+    """The MLflow run of pipeline run `run_id`, read back with MLflow's own client from the embedded store."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(spec.PIPELINE_NAME)
+    [run] = client.search_runs([experiment.experiment_id], filter_string=f"attributes.run_name = '{run_id}'")
+    return client, run
+
+
 @pytest.mark.slow
 def test_passing_gate_registers_then_rerun_is_cached_and_a_strict_gate_fails(world, mlops):
     base = ["run", "--input", str(world["input"]), "--base-model", str(world["base"]), *FAST]
@@ -77,6 +87,15 @@ def test_passing_gate_registers_then_rerun_is_cached_and_a_strict_gate_fails(wor
     assert {"config.json", "thresholds.json", "code/inference.py"} <= names  # contents at the tar root
     events = [json.loads(l) for l in (world["home"] / "events.jsonl").read_text().splitlines()]
     assert events[-1]["detail"]["ModelPackageVersion"] == 1
+    # MLflow: the run, with the evaluation's f1_macro, the parameters, each epoch, the plots, the registered version
+    client, tracked = _mlflow_run(world["home"], run1["run_id"])
+    assert tracked.info.status == "FINISHED" and tracked.data.metrics["f1_macro"] == f1
+    assert tracked.data.params["Epochs"] == "1.0" and tracked.data.params["batch_size"] == "16"
+    assert [m.step for m in client.get_metric_history(tracked.info.run_id, "eval_f1_macro")] == [1]
+    assert tracked.data.tags["registered_version"] == "1"
+    assert {"evaluation/evaluation.json", "evaluation/roc_curves.png"} <= \
+        {a.path for a in client.list_artifacts(tracked.info.run_id, "evaluation")}
+    assert (world["home"] / "mlartifacts").is_dir()
 
     # same data, code and hyperparameters, a gate no model meets: all three steps cached, FailStep
     status, out, err = mlops(*base, "-p", "F1Threshold=1", "-p", "RocAucThreshold=0")
@@ -89,6 +108,11 @@ def test_passing_gate_registers_then_rerun_is_cached_and_a_strict_gate_fails(wor
     assert "Execution failed" in out and run2["failure"] in out
     assert [p["ModelPackageVersion"] for p in registry.list_packages(spec.MODEL_PACKAGE_GROUP)] == [1]
     assert Path(run2["run_dir"], spec.EVALUATE, "evaluation", "evaluation.json").exists()
+    # cached steps did not run, so the runner logs what they produced: the run is as complete as a fresh one's
+    client, tracked = _mlflow_run(world["home"], run2["run_id"])
+    assert tracked.info.status == "FAILED" and tracked.data.metrics["f1_macro"] == f1
+    assert [m.step for m in client.get_metric_history(tracked.info.run_id, "eval_f1_macro")] == [1]
+    assert "registered_version" not in tracked.data.tags
 
     # --no-cache runs the steps again
     status, out, _ = mlops(*base, "--no-cache", "-p", "F1Threshold=1")
@@ -131,7 +155,7 @@ def test_bad_parameters_are_rejected_before_anything_runs(tmp_path, monkeypatch,
 # torch, ~1 s): which steps rerun after a change, and what a step that lies about success gives.
 STANDIN_PREPROCESS = '''
 import argparse, json, pathlib
-p = argparse.ArgumentParser(); p.add_argument("--input"); p.add_argument("--output-dir")
+p = argparse.ArgumentParser(); p.add_argument("--input"); p.add_argument("--output-dir"); p.add_argument("--data-version")
 a = p.parse_args()
 rows = pathlib.Path(a.input).read_text().splitlines()
 for split in ("train", "validation", "test"):
@@ -214,6 +238,11 @@ def test_runner_reruns_exactly_the_steps_whose_code_arguments_or_inputs_changed(
             .list_packages(spec.MODEL_PACKAGE_GROUP)] == [1, 2]
     saved = json.loads((fourth.run_dir / "run.json").read_text())
     assert saved["status"] == "Failed" and saved["parameters"]["F1Threshold"] == 0.6
+
+    # a new DataVersion reads InputData again (as a scheduled run does); the same rows then reuse the rest
+    fifth, _ = _standin_run(standin, Epochs="2", F1Threshold="0.6", DataVersion="2026-11-30T03:00:00Z")
+    assert [fifth.step(s).status for s in (spec.PREPROCESS, spec.TRAIN, spec.EVALUATE)] == \
+        ["succeeded", "cached", "cached"]
 
 
 def test_null_metric_fails_the_gate_and_a_silent_step_is_a_failure(standin):

@@ -44,12 +44,14 @@ def test_demo_is_split_with_stratification_and_described(tmp_path):
         chars = stats["splits"][split]["length"]["chars"]
         assert 0 < chars["p50"] <= chars["p95"] <= chars["max"]
         assert set(stats["splits"][split]["length"]["tokens"]) == {"mean", "p50", "p95", "max"}
-    assert stats["dropped"] == {} and stats["seed"] == 5
+    assert stats["dropped"] == {} and stats["seed"] == 5 and stats["data_version"] is None
     rare = min(stats["splits"]["train"]["label_counts"], key=stats["splits"]["train"]["label_counts"].get)
     assert all(stats["splits"][s]["label_counts"][rare] > 0 for s in SPLITS)
     assert "multi-label stratification" in proc.stdout and "label counts per split" in proc.stdout
-    # same seed, same bytes
-    assert run("--input", "demo", "--output-dir", tmp_path / "again", "--seed", "5").returncode == 0
+    # same seed, same bytes; the pipeline's DataVersion is recorded with what it labels
+    assert run("--input", "demo", "--output-dir", tmp_path / "again", "--seed", "5",
+               "--data-version", "2026-11-30T03:00:00Z").returncode == 0
+    assert statistics(tmp_path / "again")["data_version"] == "2026-11-30T03:00:00Z"
     for split in SPLITS:
         assert (tmp_path / "out" / split / "data.jsonl").read_bytes() == \
             (tmp_path / "again" / split / "data.jsonl").read_bytes()

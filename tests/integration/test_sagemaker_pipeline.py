@@ -23,6 +23,7 @@ import requests
 
 from mlops.cli import main as mlops_main
 from pipelines import spec
+from tests.helpers import sagemaker_jobs as jobs
 from tests.helpers.paths import REPO_ROOT
 from tests.helpers.servers import moto_server
 
@@ -156,7 +157,9 @@ def test_parameters_feed_the_steps(definition):
     for name in (spec.PREPROCESS, spec.EVALUATE):
         cluster = steps[name]["Arguments"]["ProcessingResources"]["ClusterConfig"]
         assert cluster["InstanceType"] == {"Get": "Parameters.ProcessingInstanceType"}
-        assert cluster["InstanceCount"] == {"Get": "Parameters.ProcessingInstanceCount"}
+        assert cluster["InstanceCount"] == 1  # preprocessing splits the whole dataset: one instance, no copies
+    assert {"Get": "Parameters.DataVersion"} in \
+        steps[spec.PREPROCESS]["Arguments"]["AppSpecification"]["ContainerArguments"]
     preprocess_inputs = {i["InputName"]: i["S3Input"] for i in steps[spec.PREPROCESS]["Arguments"]["ProcessingInputs"]}
     assert preprocess_inputs["data"]["S3Uri"] == {"Get": "Parameters.InputData"}
     assert preprocess_inputs["data"]["LocalPath"] == "/opt/ml/processing/input/data"
@@ -198,8 +201,10 @@ def test_processing_arguments_parse_with_the_step_scripts_and_match_the_channels
         outputs = {o["OutputName"]: o["S3Output"]["LocalPath"] for o in args["ProcessingOutputConfig"]["Outputs"]}
         return inputs, outputs
 
+    defaults = {f"Parameters.{p['Name']}": str(p["DefaultValue"]) for p in definition["Parameters"]}
     pre = steps_[spec.PREPROCESS]
-    args = steps.preprocess.parse_args(pre["Arguments"]["AppSpecification"]["ContainerArguments"])
+    args = steps.preprocess.parse_args(jobs.resolve(pre["Arguments"]["AppSpecification"]["ContainerArguments"], defaults))
+    assert args.data_version == spec.PARAMETERS_BY_NAME["DataVersion"].default
     inputs, outputs = io_paths(pre)
     assert str(args.input_dir) == inputs["data"]
     assert {name: str(args.output_dir / name) for name in outputs} == outputs
@@ -218,6 +223,10 @@ def test_training_spot_checkpoints_metrics_and_images(definition):
     args = train["Arguments"]
     assert "huggingface-pytorch-training" in args["AlgorithmSpecification"]["TrainingImage"]
     assert "-gpu-" in args["AlgorithmSpecification"]["TrainingImage"]
+    declared = {p["Name"]: p for p in definition["Parameters"]}
+    # a start-time TrainingInstanceType outside EnumValues is refused by SageMaker: it cannot leave the GPU image
+    assert declared["TrainingInstanceType"]["EnumValues"] == list(spec.GPU_TRAINING_INSTANCE_TYPES)
+    assert declared["ProcessingInstanceType"]["EnumValues"] == list(spec.PROCESSING_INSTANCE_TYPES)
     assert args["EnableManagedSpotTraining"] is True
     stop = args["StoppingCondition"]
     assert stop["MaxWaitTimeInSeconds"] >= stop["MaxRuntimeInSeconds"] > 0
@@ -339,7 +348,7 @@ def test_processing_steps_run_the_repo_code(definition, step_name, script):
 def test_training_step_runs_the_repo_code(definition):
     args = steps_by_name(definition)[spec.TRAIN]["Arguments"]
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in args["InputDataConfig"]}
-    code_uri = channels["code"]
+    code_uri = channels["code"].rstrip("/")
     assert code_uri.startswith(f"s3://{BUCKET}/{PREFIX}/code/")
     for path in sorted((REPO_ROOT / "steps").glob("*.py")):
         if path.name != "__init__.py":
@@ -347,6 +356,76 @@ def test_training_step_runs_the_repo_code(definition):
     assert s3_get(f"{code_uri}/mlcore/training.py") == (REPO_ROOT / "mlcore" / "training.py").read_bytes()
     source_code = json.loads(s3_get(f"{channels['sm_drivers']}/sourcecode.json"))
     assert source_code["entry_script"] == "train.py" and source_code["requirements"] == "requirements.txt"
+    # SageMaker's torchrun driver launches train.py: one process per GPU on every instance
+    assert "distributed_drivers/torchrun_driver.py" in s3_get(f"{channels['sm_drivers']}/sm_train.sh").decode()
+
+
+# ----------------------------------------------------------------------------- content-addressed code, images, MLflow
+def _code_uris(definition: dict) -> dict[str, str]:
+    steps = steps_by_name(definition)
+    uris = {f"train/{c['ChannelName']}": c["DataSource"]["S3DataSource"]["S3Uri"]
+            for c in steps[spec.TRAIN]["Arguments"]["InputDataConfig"] if c["ChannelName"] in ("code", "sm_drivers")}
+    for name in (spec.PREPROCESS, spec.EVALUATE):
+        uris[f"{name}/code"] = _processing_code(steps[name])[0]
+    return uris
+
+
+def test_definitions_built_again_from_unchanged_code_are_byte_identical(aws, built, tmp_path, monkeypatch):
+    """SageMaker's step cache keys on the code URIs: the same code must give the same definition, changed code
+    new URIs (the SDK's keys carried a per-second timestamp and this machine's temporary path)."""
+    import time
+
+    from pipelines import source_bundle
+    from pipelines.run_pipeline import build_pipeline
+
+    time.sleep(1.1)
+    again = build_pipeline(REGION, ROLE, BUCKET, extra={"build_dir": tmp_path / "again"}).definition()
+    assert again == json.dumps(built[1])
+    monkeypatch.setattr(source_bundle, "STEP_REQUIREMENTS", (*source_bundle.STEP_REQUIREMENTS, "filelock>=3"))
+    changed = _code_uris(json.loads(build_pipeline(REGION, ROLE, BUCKET,
+                                                   extra={"build_dir": tmp_path / "changed"}).definition()))
+    before = _code_uris(built[1])
+    # every code location moves (the drivers' sourcecode.json names the code channel's URI)
+    assert all(before[k] != changed[k] for k in before), (before, changed)
+    assert "filelock>=3" in s3_get(changed["train/code"] + "requirements.txt").decode().split()
+
+
+def test_cpu_training_builds_with_the_pytorch_cpu_image(aws, tmp_path, capsys):
+    from pipelines.run_pipeline import build_pipeline
+
+    definition = json.loads(build_pipeline(REGION, ROLE, BUCKET, extra={
+        "build_dir": tmp_path, "pipeline_name": "bertmlc-cpu", "training_instance_type": "ml.c6i.4xlarge"}).definition())
+    image = steps_by_name(definition)[spec.TRAIN]["Arguments"]["AlgorithmSpecification"]["TrainingImage"]
+    assert "/pytorch-training:" in image and "-cpu-" in image
+    declared = {p["Name"]: p for p in definition["Parameters"]}
+    assert declared["TrainingInstanceType"]["DefaultValue"] == "ml.c6i.4xlarge"
+    assert declared["TrainingInstanceType"]["EnumValues"] == list(spec.CPU_INSTANCE_TYPES)
+    # the PyTorch image has no transformers: the bundle's requirements bring it
+    code = _code_uris(definition)["train/code"]
+    assert any(r.startswith("transformers") for r in s3_get(code + "requirements.txt").decode().split())
+    code, _, err = run_cli(capsys, "pipeline", "definition", "--role-arn", ROLE, "--bucket", BUCKET,
+                           "--training-instance-type", "ml.inf2.xlarge")
+    assert code == 2 and "training instance type 'ml.inf2.xlarge' is not supported" in err, err
+
+
+def test_mlflow_tracking_server_in_the_definition_and_the_steps(aws, tmp_path, capsys):
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/bertmlc"
+    code, out, err = run_cli(capsys, "pipeline", "definition", "--role-arn", ROLE, "--bucket", BUCKET,
+                             "--pipeline-name", "bertmlc-tracked", "--mlflow-tracking-server-arn", arn)
+    assert code == 0, err
+    definition = json.loads(out)
+    assert definition["MlflowConfig"] == {"MlflowResourceArn": arn, "MlflowExperimentName": "bertmlc-tracked"}
+    steps = steps_by_name(definition)
+    tracking = {"MLFLOW_TRACKING_URI": arn, "MLFLOW_EXPERIMENT_NAME": "bertmlc-tracked"}
+    assert tracking.items() <= steps[spec.TRAIN]["Arguments"]["Environment"].items()
+    assert tracking.items() <= steps[spec.EVALUATE]["Arguments"]["Environment"].items()
+    assert "MLFLOW_TRACKING_URI" not in steps[spec.PREPROCESS]["Arguments"].get("Environment", {})
+    # the steps install the plugin that signs MLflow's calls to the server (only when there is one)
+    code = _code_uris(definition)["train/code"]
+    assert "sagemaker-mlflow>=0.1" in s3_get(code + "requirements.txt").decode().split()
+    code, _, err = run_cli(capsys, "pipeline", "definition", "--role-arn", ROLE, "--bucket", BUCKET,
+                           "--mlflow-tracking-server-arn", "http://localhost:5000")
+    assert code == 2 and "is not a SageMaker MLflow ARN" in err, err
 
 
 # ----------------------------------------------------------------------------- official schema
@@ -378,6 +457,9 @@ SDK_DEVIATIONS = {
     ("RegisterModel", "Arguments.ModelApprovalStatus"),
     ("RegisterModel", "Arguments.SkipModelValidation"),
     ("RegisterModel", "Arguments.InferenceSpecification.Containers.*.Environment"),
+    # the instance types each step's image runs on: the SDK's ParameterString(enum_values=...) emits EnumValues,
+    # which the 2020-12-01 schema predates
+    ("top-level", "Parameters.*.EnumValues"),
 }
 STEP_DEFINITIONS = {"Processing": "ProcessingStep", "Training": "TrainingStep", "Condition": "ConditionStep",
                     "RegisterModel": "RegisterModelStep", "Fail": "FailStep"}
@@ -528,6 +610,21 @@ def test_start_rejects_bad_input(aws, capsys, argv, message):
     assert code == 2 and message in err, err
 
 
+def test_start_refuses_an_instance_type_the_image_does_not_run_on(aws, definition, capsys):
+    """The pipeline was built for GPU training (Hugging Face's training image has no CPU build): a CPU
+    TrainingInstanceType at start is refused, as SageMaker refuses a value outside EnumValues, saying what to do."""
+    sm = boto3.client("sagemaker", region_name=REGION)
+    sm.create_pipeline(PipelineName="bertmlc-gpu", PipelineDefinition=json.dumps(definition), RoleArn=ROLE)
+    code, _, err = run_cli(capsys, "pipeline", "start", "--pipeline-name", "bertmlc-gpu",
+                           "--param", "TrainingInstanceType=ml.c6i.xlarge")
+    assert code == 2 and "TrainingInstanceType=ml.c6i.xlarge is not one this pipeline's image runs on" in err, err
+    assert "--training-instance-type" in err
+    assert not sm.list_pipeline_executions(PipelineName="bertmlc-gpu")["PipelineExecutionSummaries"]
+    code, _out, err = run_cli(capsys, "pipeline", "start", "--pipeline-name", "bertmlc-gpu",
+                             "--param", "TrainingInstanceType=ml.g6.12xlarge", "--param", "TrainingInstanceCount=2")
+    assert code == 0, err
+
+
 def test_start_uploads_a_local_input_dir_content_addressed(aws, definition, capsys, tmp_path):
     sm = boto3.client("sagemaker", region_name=REGION)
     sm.create_pipeline(PipelineName="bertmlc-local-input", PipelineDefinition=json.dumps(definition), RoleArn=ROLE)
@@ -608,15 +705,20 @@ def test_run_pipeline_template_kwargs_cannot_contradict_the_flags(aws, capsys):
 
 
 # ----------------------------------------------------------------------------- scheduled retraining template
-def test_schedule_template_is_lint_clean_and_least_privilege():
+def _schedule_template() -> dict:
     from cfnlint.decode import decode
 
+    doc, errors = decode(str(REPO_ROOT / "infra" / "pipeline.yaml"))
+    assert not errors, errors
+    return doc
+
+
+def test_schedule_template_is_lint_clean_and_least_privilege():
     template = REPO_ROOT / "infra" / "pipeline.yaml"
     proc = subprocess.run([str(Path(sys.executable).with_name("cfn-lint")), str(template)], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    doc, errors = decode(str(template))
-    assert not errors, errors
+    doc = _schedule_template()
     params, resources = doc["Parameters"], doc["Resources"]
     assert params["PipelineName"]["Default"] == spec.PIPELINE_NAME
     cron = re.fullmatch(r"cron\((.+)\)", params["ScheduleExpression"]["Default"])
@@ -624,11 +726,46 @@ def test_schedule_template_is_lint_clean_and_least_privilege():
     [schedule] = [r for r in resources.values() if r["Type"] == "AWS::Scheduler::Schedule"]
     [role] = [r for r in resources.values() if r["Type"] == "AWS::IAM::Role"]
     assert schedule["Properties"]["ScheduleExpression"] == {"Ref": "ScheduleExpression"}
+    # a universal target: Scheduler fills its context attributes into Input (a templated target has no Input)
+    assert schedule["Properties"]["Target"]["Arn"] == "arn:aws:scheduler:::aws-sdk:sagemaker:startPipelineExecution"
     pipeline_arn = "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:pipeline/${PipelineName}"
-    assert schedule["Properties"]["Target"]["Arn"] == {"Fn::Sub": pipeline_arn}
-    assert "SageMakerPipelineParameters" in schedule["Properties"]["Target"]
     trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert [s["Principal"]["Service"] for s in trust] == ["scheduler.amazonaws.com"]
     statements = [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
     assert statements == [{"Effect": "Allow", "Action": "sagemaker:StartPipelineExecution",
                            "Resource": {"Fn::Sub": pipeline_arn}}]
+
+
+def _scheduled_request(doc: dict, input_data: str, pipeline_name: str, scheduled_time: str) -> dict:
+    """The StartPipelineExecution request one schedule invocation sends: CloudFormation's Fn::If/Fn::Sub resolved
+    for these stack parameters, then Scheduler's context attribute replaced, as its documentation describes."""
+    [schedule] = [r for r in doc["Resources"].values() if r["Type"] == "AWS::Scheduler::Schedule"]
+    condition, with_data, without_data = schedule["Properties"]["Target"]["Input"]["Fn::If"]
+    assert condition == "HasInputData"
+    body = (with_data if input_data else without_data)["Fn::Sub"]
+    for name, value in {"PipelineName": pipeline_name, "InputDataUri": input_data}.items():
+        body = body.replace("${" + name + "}", value)
+    assert "${" not in body, body
+    return json.loads(body.replace("<aws.scheduler.scheduled-time>", scheduled_time))
+
+
+def test_each_scheduled_execution_reads_input_data_again(aws, definition):
+    """Two schedule invocations, a week apart: each execution's DataVersion is its scheduled time, and that value
+    is in PreprocessData's container arguments, which SageMaker's cache key includes: no stale cache hit."""
+    sm = boto3.client("sagemaker", region_name=REGION)
+    sm.create_pipeline(PipelineName="bertmlc-scheduled", PipelineDefinition=json.dumps(definition), RoleArn=ROLE)
+    doc, data = _schedule_template(), f"s3://{BUCKET}/datasets/tickets/"
+    arguments = []
+    for when in ("2026-11-23T03:00:00Z", "2026-11-30T03:00:00Z"):
+        request = _scheduled_request(doc, data, "bertmlc-scheduled", when)
+        arn = sm.start_pipeline_execution(**request)["PipelineExecutionArn"]
+        sent = {p["Name"]: p["Value"] for p in sm.list_pipeline_parameters_for_execution(
+            PipelineExecutionArn=arn)["PipelineParameters"]}
+        assert sent["DataVersion"] == when and sent["InputData"] == data
+        known = {**jobs.parameter_values(definition), **{f"Parameters.{k}": v for k, v in sent.items()}}
+        preprocess = steps_by_name(definition)[spec.PREPROCESS]["Arguments"]
+        arguments.append(jobs.resolve(preprocess["AppSpecification"]["ContainerArguments"], known))
+    assert arguments[0] != arguments[1] and [a[a.index("--data-version") + 1] for a in arguments] == \
+        ["2026-11-23T03:00:00Z", "2026-11-30T03:00:00Z"]
+    without = _scheduled_request(doc, "", "bertmlc-scheduled", "2026-12-07T03:00:00Z")
+    assert [p["Name"] for p in without["PipelineParameters"]] == ["DataVersion"]  # the pipeline's InputData default
