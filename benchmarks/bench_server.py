@@ -5,7 +5,7 @@ batch-1 latency p50/p99, throughput (texts/s) at concurrency 1, 8 and 32 (one te
 request, so batching is the server's job), peak RSS of the server process, macro-F1 of each
 backend with the model's thresholds, and ratios against the baseline.
 
-    .venv/bin/python benchmarks/bench_server.py --model-dir MODEL_DIR [--limit 2000]
+    .venv/bin/python benchmarks/bench_server.py --model-dir MODEL_DIR [--data DIR] [--limit 2000]
 
 The baseline is what a plain Hugging Face setup serves: `pipeline("text-classification",
 top_k=None)` behind a minimal HTTP app, one request at a time, no batching, no ONNX.
@@ -59,10 +59,16 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 '''
 
 
-def load_texts(limit: int):
+def load_texts(limit: int, data_dir: Path | None = None):
+    """The texts to serve: `data_dir`'s test split (any dataset the loader accepts), else GoEmotions' test split
+    when ../shared has it, else the demo data."""
     from mlcore.datasets import LabeledTexts, load_source
 
-    if (GOEMOTIONS / "test.tsv").exists():
+    if data_dir is not None:
+        result = load_source(data_dir)
+        data = result.splits.get("test") or next(iter(result.splits.values()))
+        source = f"{data_dir} ({'test' if 'test' in result.splits else next(iter(result.splits))})"
+    elif (GOEMOTIONS / "test.tsv").exists():
         data = load_source(GOEMOTIONS).splits["test"]
         source = "GoEmotions test"
     else:
@@ -223,6 +229,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, required=True,
                         help="a complete model directory (steps/train.py's SM_OUTPUT_DATA_DIR/model)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="a dataset (file or directory the loader accepts); its test split is served "
+                             "(default: GoEmotions test when present, else demo data)")
     parser.add_argument("--limit", type=int, default=2000, help="texts for throughput and F1 (0 = all)")
     parser.add_argument("--latency-requests", type=int, default=300)
     parser.add_argument("--backends", default="torch,onnx,onnx-int8")
@@ -250,7 +259,7 @@ def main() -> int:
         export_onnx(copy, quantize=True)
         model_dir = copy
     info = ModelInfo.read(model_dir)
-    data, source = load_texts(args.limit)
+    data, source = load_texts(args.limit, args.data)
     print(f"{len(data)} texts from {source}; model {model_dir} ({len(info.label_names)} labels)", flush=True)
 
     rows = []

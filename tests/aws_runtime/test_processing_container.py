@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from mlops.settings import Settings
 from pipelines import spec
@@ -95,7 +96,8 @@ def run_processing(step: dict, tmp: Path, known: dict[str, str]) -> Container:
     entrypoint = jobs.rewrite(app["ContainerEntrypoint"], jobs.PROCESSING, str(root))
     assert entrypoint[0] == "/bin/bash" and entrypoint[1].endswith("/runproc.sh"), entrypoint
     assert jobs.rewrite_file(Path(entrypoint[1]), jobs.PROCESSING, str(root))
-    argv = entrypoint + jobs.rewrite(app.get("ContainerArguments", []), jobs.PROCESSING, str(root))
+    arguments = jobs.resolve(app.get("ContainerArguments", []), known)  # e.g. --data-version <DataVersion>
+    argv = entrypoint + jobs.rewrite(arguments, jobs.PROCESSING, str(root))
     env = jobs.container_env(tmp, args.get("Environment", {}))
     started = time.perf_counter()
     proc = jobs.run(argv, env, cwd=tmp, log=tmp / "container.log")
@@ -112,8 +114,9 @@ def check_ran_the_uploaded_code(container: Container, step: dict, script: str) -
     assert container.returncode == 0, container.log[-4000:]
     code = container.root / "input" / "code"
     assert (code / "sourcedir.tar.gz").is_file() and (code / script).is_file() and (code / "mlcore").is_dir()
-    for requirement in (code / "requirements.txt").read_text().split():
-        assert f"Requirement already satisfied: {requirement}" in container.log, requirement
+    for requirement in (code / "requirements.txt").read_text().split():  # pip prints specifiers its own way
+        name = Requirement(requirement).name
+        assert f"Requirement already satisfied: {name}" in container.log, requirement
 
 
 # ----------------------------------------------------------------------------- preprocess
