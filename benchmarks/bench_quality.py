@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 GOEMOTIONS = REPO.parent / "shared" / "datasets" / "goemotions"
 REFERENCES = {"GoEmotions paper, BERT-base": 0.46, "monologg bert-base-cased, 10 epochs": 0.503}
@@ -62,12 +64,68 @@ def train_and_score(name: str, tree: Path, args, data_dir: Path, folder: str) ->
          "--test-dir", str(data_dir / "test"), "--output-dir", str(eval_dir)], env={"PYTHONPATH": str(REPO)})
     metrics = json.loads((eval_dir / "evaluation.json").read_text())["multilabel_classification_metrics"]
     summary = json.loads((model_dir / "training_summary.json").read_text())
+    return row_of(name, metrics, summary, seconds, model_dir)
+
+
+def mean_tokens(model_dir: Path, data_dir: Path, max_length: int) -> float:
+    """Mean tokens per training text (truncated at max_length) with the model's tokenizer: what a step pads to."""
+    from transformers import AutoTokenizer
+
+    from mlcore.datasets import read_split
+
+    texts = read_split(data_dir / "train").texts
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    return float(np.mean([len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]))
+
+
+def training_arithmetic(rows: list[dict], data_dir: Path, max_length: int) -> dict:
+    """Training's achieved GFLOP/s (forward + backward ~ 3 forward passes per text) against torch's bf16 matmul peak."""
+    from arithmetic import bf16_matmul_peak, ops_per_text
+
+    from mlcore.datasets import read_split
+    from mlcore.modeling import available_cores
+
+    model_dir = rows[-1]["model_dir"]
+    config = json.loads((model_dir / "config.json").read_text())
+    tokens = mean_tokens(model_dir, data_dir, max_length)
+    texts = len(read_split(data_dir / "train").texts)
+    peak = bf16_matmul_peak(available_cores())
+    out = {"bf16_peak_gflops": peak, "mean_tokens": tokens, "train_texts": texts,
+           "gflop_per_text": 3 * ops_per_text(config, tokens) / 1e9, "rows": []}
+    for r in rows:
+        seconds = r["loop_seconds_per_epoch"] or r["seconds_per_epoch"]
+        achieved = out["gflop_per_text"] * texts / seconds
+        out["rows"].append({"name": r["name"], "texts_per_second": texts / seconds, "gflops": achieved,
+                            "share_of_peak": achieved / peak})
+    return out
+
+
+def print_arithmetic(a: dict) -> None:
+    print(f"\ntraining arithmetic: {a['train_texts']} texts/epoch, {a['mean_tokens']:.1f} tokens/text, "
+          f"{a['gflop_per_text']:.2f} GFLOP/text (forward + backward = 3 forward passes); "
+          f"bf16 matmul peak measured {a['bf16_peak_gflops']:.0f} GFLOP/s")
+    print("| training | texts/s (training loop) | GFLOP/s | share of the bf16 peak |\n| --- | --- | --- | --- |")
+    for r in a["rows"]:
+        print(f"| {r['name']} | {r['texts_per_second']:.0f} | {r['gflops']:.0f} | {r['share_of_peak']:.0%} |")
+
+
+def score_existing(model_dir: Path, data_dir: Path, out: Path) -> dict:
+    """A row for a model trained elsewhere (--model-dir): scored by this tree's evaluate.py, its recorded timings."""
+    eval_dir = out / "evaluation"
+    run([sys.executable, str(REPO / "steps" / "evaluate.py"), "--model-path", str(model_dir),
+         "--test-dir", str(data_dir / "test"), "--output-dir", str(eval_dir)], env={"PYTHONPATH": str(REPO)})
+    metrics = json.loads((eval_dir / "evaluation.json").read_text())["multilabel_classification_metrics"]
+    summary = json.loads((model_dir / "training_summary.json").read_text())
+    return row_of(str(model_dir), metrics, summary, summary.get("wall_seconds", float("nan")), model_dir)
+
+
+def row_of(name: str, metrics: dict, summary: dict, seconds: float, model_dir: Path) -> dict:
     epochs = len(summary["history"])
     timed = [h["train_seconds"] for h in summary["history"] if "train_seconds" in h]  # recorded since accelerate
     return {"name": name, "metrics": metrics, "summary": summary, "train_seconds": seconds, "epochs": epochs,
             # the same measure for every tree: the training step's wall time (load, encode, epochs, export) / epochs
             "seconds_per_epoch": seconds / max(1, epochs), "steps_per_second": summary["steps"] / seconds,
-            "loop_seconds_per_epoch": sum(timed) / len(timed) if timed else None}
+            "loop_seconds_per_epoch": sum(timed) / len(timed) if timed else None, "model_dir": model_dir}
 
 
 def table(rows: list[dict]) -> str:
@@ -108,28 +166,55 @@ def main() -> int:
     parser.add_argument("--max-rows", default="0", help="limit rows per split (0 = all), for a quick check")
     parser.add_argument("--baseline-ref", default=None,
                         help="a git revision whose training step also runs on the same data, first (e.g. main)")
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="score this trained model (a complete model directory) instead of training one")
+    parser.add_argument("--report-only", action="store_true",
+                        help="print the tables again from what an earlier run left in --out (trains nothing)")
     args = parser.parse_args()
-    if not (args.data / "train.tsv").exists():
-        sys.exit(f"GoEmotions not found at {args.data}: pass --data DIR (train/dev/test.tsv + labels.txt)")
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores", flush=True)
+    if not args.data.exists():
+        sys.exit(f"no dataset at {args.data}: pass --data PATH (a file or directory the loader accepts, e.g. "
+                 "GoEmotions' train/dev/test.tsv + labels.txt)")
     data_dir = args.out / "data"
+    if args.report_only:
+        rows = rows_from(args.out)
+        print(table(rows))
+        print_arithmetic(training_arithmetic(rows, data_dir, int(args.max_length)))
+        return 0
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores", flush=True)
     t_pre = run([sys.executable, str(REPO / "steps/preprocess.py"), "--input", str(args.data), "--output-dir",
                  str(data_dir), *(["--max-rows", args.max_rows] if args.max_rows != "0" else [])])
     rows = []
-    with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
-        if args.baseline_ref:
-            rows.append(train_and_score(f"{args.baseline_ref} (before)", checkout(args.baseline_ref, Path(tmp)), args,
-                                        data_dir, "baseline"))
-        rows.append(train_and_score("this tree", REPO, args, data_dir, "current"))
+    if args.model_dir:
+        rows.append(score_existing(args.model_dir, data_dir, args.out / "given"))
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
+            if args.baseline_ref:
+                rows.append(train_and_score(f"{args.baseline_ref} (before)", checkout(args.baseline_ref, Path(tmp)),
+                                            args, data_dir, "baseline"))
+            rows.append(train_and_score("this tree", REPO, args, data_dir, "current"))
     print(f"\npreprocess {t_pre:.0f} s; load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(table(rows))
+    arithmetic = training_arithmetic(rows, data_dir, int(args.max_length))
+    print_arithmetic(arithmetic)
     print("\n" + "\n".join(f"reference: {k}: {v:.3f}" for k, v in REFERENCES.items()))
     (args.out / "summary.json").write_text(json.dumps(
-        [{k: v for k, v in r.items() if k not in ("metrics", "summary")} | {
-            "test_f1_macro": r["metrics"]["f1_macro"]["value"], "dev_f1_macro": r["summary"]["validation"]["f1_macro"]}
-         for r in rows], indent=2))
+        [{k: v for k, v in r.items() if k not in ("metrics", "summary", "model_dir")} | {
+            "test_f1_macro": r["metrics"]["f1_macro"]["value"], "dev_f1_macro": r["summary"]["validation"]["f1_macro"],
+            "folder": r["model_dir"].parent.name} for r in rows] + [{"arithmetic": arithmetic}], indent=2))
     return 0
 
+
+def rows_from(out: Path) -> list[dict]:
+    """The rows of an earlier run in `out`: its summary.json (names, wall times), models and evaluations."""
+    saved = [r for r in json.loads((out / "summary.json").read_text()) if "name" in r]
+    rows = []
+    for r, folder in zip(saved, ("baseline", "current") if len(saved) == 2 else ("current",)):
+        folder = r.get("folder", folder)
+        metrics = json.loads((out / folder / "evaluation" / "evaluation.json").read_text())
+        model_dir = out / folder / "model"
+        rows.append(row_of(r["name"], metrics["multilabel_classification_metrics"],
+                           json.loads((model_dir / "training_summary.json").read_text()), r["train_seconds"], model_dir))
+    return rows
 
 if __name__ == "__main__":
     sys.exit(main())

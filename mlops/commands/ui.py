@@ -9,8 +9,12 @@ names another. Ctrl-C stops the UI.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import subprocess
 import sys
+
+import psutil
 
 from mlcore.config import env_value
 from mlops.cli import CliError
@@ -19,6 +23,7 @@ from mlops.settings import Settings
 
 ORDER = 15
 DEFAULT_PORT = 5000  # MLflow's
+STOP_TIMEOUT_S = 10.0  # MLflow's server stops in about a second
 
 
 def ui_command(settings: Settings, port: int, host: str = LOOPBACK) -> list[str]:
@@ -43,10 +48,46 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if not (settings.home / "mlflow.db").exists():
         print(f"no runs tracked in {settings.home} yet: `mlops run` records one")
     print(f"MLflow UI for the runs in {settings.home}: http://{LOOPBACK}:{port} (Ctrl-C stops it)", flush=True)
+    # MLflow's server is a tree (the CLI, uvicorn, huey job consumers): its own session, so that however this
+    # command ends (Ctrl-C, SIGTERM from a supervisor, an error) the whole tree goes with it
+    server = subprocess.Popen(ui_command(settings, port), start_new_session=True)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return subprocess.call(ui_command(settings, port))
+        return server.wait()
     except KeyboardInterrupt:
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stop_tree(server.pid)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_tree(pid: int, timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM to `pid` and every process it started, SIGKILL to what is left after `timeout`."""
+    try:
+        leader = psutil.Process(pid)
+        tree = [leader, *leader.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = []
+    try:
+        os.killpg(pid, signal.SIGTERM)  # the session's group, including children whose parent already exited
+    except (ProcessLookupError, PermissionError):
+        pass
+    for process in tree:
+        try:
+            process.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(tree, timeout=timeout)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
 
 
 def register(subparsers) -> None:

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 
+import psutil
 import pytest
 import requests
 
@@ -48,8 +49,13 @@ def test_mlops_ui_serves_the_tracked_runs(home):
                              timeout=10).json()["runs"]
         assert [r["info"]["run_name"] for r in runs] == ["20261202-120000-abcdef"]
         assert {m["key"]: m["value"] for m in runs[0]["data"]["metrics"]} == {"f1_macro": 0.5125}
+        server_tree = psutil.Process(proc.pid).children(recursive=True)  # MLflow's CLI, uvicorn, job consumers
+        assert server_tree
     finally:
-        stop(proc)
+        stop(proc)  # SIGTERM, as a supervisor stops it
+    # the whole MLflow tree went with it (found left running after the suite: uvicorn and four huey consumers)
+    _, left = psutil.wait_procs(server_tree, timeout=15)
+    assert not left, [p.cmdline() for p in left]
 
 
 def test_mlops_ui_says_what_is_wrong(home, monkeypatch, capsys):
