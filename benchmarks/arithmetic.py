@@ -55,6 +55,11 @@ def bf16_matmul_peak(threads: int, m: int = 1024, k: int = 384, n: int = 1536) -
     return 2.0 * m * k * n * count / seconds / 1e9
 
 
+def mean_tokens(tokenizer, texts: list[str], max_length: int) -> float:
+    """Mean tokens per text as the model sees them (truncated at `max_length`): what a length-sorted batch pads to."""
+    return float(np.mean([len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]))
+
+
 def ops_per_text(config: dict, tokens: float) -> float:
     """Operations (2 x multiply-adds) of one forward pass of a BERT encoder over `tokens` tokens."""
     hidden, layers = config["hidden_size"], config["num_hidden_layers"]

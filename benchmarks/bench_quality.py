@@ -22,8 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 GOEMOTIONS = REPO.parent / "shared" / "datasets" / "goemotions"
 REFERENCES = {"GoEmotions paper, BERT-base": 0.46, "monologg bert-base-cased, 10 epochs": 0.503}
@@ -67,28 +65,19 @@ def train_and_score(name: str, tree: Path, args, data_dir: Path, folder: str) ->
     return row_of(name, metrics, summary, seconds, model_dir)
 
 
-def mean_tokens(model_dir: Path, data_dir: Path, max_length: int) -> float:
-    """Mean tokens per training text (truncated at max_length) with the model's tokenizer: what a step pads to."""
-    from transformers import AutoTokenizer
-
-    from mlcore.datasets import read_split
-
-    texts = read_split(data_dir / "train").texts
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    return float(np.mean([len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]))
-
-
 def training_arithmetic(rows: list[dict], data_dir: Path, max_length: int) -> dict:
     """Training's achieved GFLOP/s (forward + backward ~ 3 forward passes per text) against torch's bf16 matmul peak."""
-    from arithmetic import bf16_matmul_peak, ops_per_text
+    from arithmetic import bf16_matmul_peak, mean_tokens, ops_per_text
+    from transformers import AutoTokenizer
 
     from mlcore.datasets import read_split
     from mlcore.modeling import available_cores
 
     model_dir = rows[-1]["model_dir"]
     config = json.loads((model_dir / "config.json").read_text())
-    tokens = mean_tokens(model_dir, data_dir, max_length)
-    texts = len(read_split(data_dir / "train").texts)
+    train_texts = read_split(data_dir / "train").texts
+    tokens = mean_tokens(AutoTokenizer.from_pretrained(str(model_dir)), train_texts, max_length)
+    texts = len(train_texts)
     peak = bf16_matmul_peak(available_cores())
     out = {"bf16_peak_gflops": peak, "mean_tokens": tokens, "train_texts": texts,
            "gflop_per_text": 3 * ops_per_text(config, tokens) / 1e9, "rows": []}

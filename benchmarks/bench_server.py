@@ -190,7 +190,7 @@ def macro_f1(url: str, data, thresholds: np.ndarray, label_names: list[str]) -> 
 
 def inprocess(model_dir: Path, texts: list[str], backends: list[str], threads: int) -> dict:
     """In-process speed per backend (no HTTP) against the arithmetic limit of this CPU, measured in the same run."""
-    from arithmetic import int8_matmul_peak, ops_per_text
+    from arithmetic import int8_matmul_peak, mean_tokens, ops_per_text
 
     from mlcore.predictor import load_predictor
 
@@ -209,8 +209,7 @@ def inprocess(model_dir: Path, texts: list[str], backends: list[str], threads: i
             predictor.predict_proba([text])
             single.append(time.perf_counter() - t0)
         rows.append({"backend": backend, "b32_texts_s": tput, "b1_p50_ms": float(np.median(single) * 1000)})
-    tokens = float(np.mean([len(ids) for ids in predictor.tokenizer(texts, truncation=True,
-                                                                       max_length=predictor.max_length)["input_ids"]]))
+    tokens = mean_tokens(predictor.tokenizer, texts, predictor.max_length)
     limit = peak * 1e9 / ops_per_text(config, tokens)
     return {"threads": threads, "int8_peak_gops": peak, "mean_tokens": tokens, "ops_per_text": ops_per_text(config, tokens),
             "limit_texts_s": limit, "rows": [{**r, "share_of_limit": r["b32_texts_s"] / limit} for r in rows]}
