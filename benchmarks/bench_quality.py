@@ -57,12 +57,24 @@ def train_and_score(name: str, tree: Path, args, data_dir: Path, folder: str) ->
                    "--head-learning-rate", args.head_learning_rate, "--max-length", args.max_length,
                    "--export-onnx", "false", "--train-dir", str(data_dir / "train"),
                    "--validation-dir", str(data_dir / "validation"), "--model-dir", str(model_dir),
-                   "--output-data-dir", str(out / "train-output")], env={"PYTHONPATH": str(tree)})
+                   "--output-data-dir", str(out / "train-output"),
+                   *(extra_train_args(args.train_arg) if tree == REPO else [])], env={"PYTHONPATH": str(tree)})
     run([sys.executable, str(REPO / "steps" / "evaluate.py"), "--model-path", str(model_dir),
          "--test-dir", str(data_dir / "test"), "--output-dir", str(eval_dir)], env={"PYTHONPATH": str(REPO)})
     metrics = json.loads((eval_dir / "evaluation.json").read_text())["multilabel_classification_metrics"]
     summary = json.loads((model_dir / "training_summary.json").read_text())
     return row_of(name, metrics, summary, seconds, model_dir)
+
+
+def extra_train_args(pairs: list[str]) -> list[str]:
+    """`NAME=VALUE` pairs as train.py flags (`--name value`)."""
+    flags = []
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            sys.exit(f"--train-arg {pair!r}: expected NAME=VALUE, e.g. freeze_word_embeddings=true")
+        flags += [f"--{name.replace('_', '-')}", value]
+    return flags
 
 
 def training_arithmetic(rows: list[dict], data_dir: Path, max_length: int) -> dict:
@@ -157,6 +169,9 @@ def main() -> int:
                         help="a git revision whose training step also runs on the same data, first (e.g. main)")
     parser.add_argument("--model-dir", type=Path, default=None,
                         help="score this trained model (a complete model directory) instead of training one")
+    parser.add_argument("--train-arg", action="append", default=[], metavar="NAME=VALUE",
+                        help="a training hyperparameter for this tree's row only (the lever measured against "
+                             "--baseline-ref); repeatable")
     parser.add_argument("--report-only", action="store_true",
                         help="print the tables again from what an earlier run left in --out (trains nothing)")
     args = parser.parse_args()

@@ -85,6 +85,21 @@ def parameter_groups(model, learning_rate: float, head_learning_rate: float, wei
     ]
 
 
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")  # where torch's fused AdamW kernel exists (torch >= 2.4)
+
+
+def make_optimizer(model, learning_rate: float, head_learning_rate: float, weight_decay: float, device_type: str):
+    """AdamW over `parameter_groups`, fused where torch has the kernel (the same update, one kernel for all tensors).
+
+    Per tensor, AdamW runs ~10 small kernels; on 2 CPU cores that loop was 38% of a MiniLM training step
+    (mostly the 11.7M-weight word embedding) and the fused kernel 7% (torch profiler, README "Measured here").
+    """
+    import torch
+
+    return torch.optim.AdamW(parameter_groups(model, learning_rate, head_learning_rate, weight_decay),
+                             fused=device_type in FUSED_ADAMW_DEVICES)
+
+
 def cpu_supports_bf16() -> bool:
     """True when the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX)."""
     try:

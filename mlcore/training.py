@@ -36,7 +36,7 @@ from mlcore.batching import collate, encode, length_grouped_batches, scoring_bat
 from mlcore.config import TrainingConfig
 from mlcore.datasets import LabeledTexts
 from mlcore.metrics import quick_scores, tune_thresholds
-from mlcore.modeling import choose_device_and_precision, load_classifier, parameter_groups
+from mlcore.modeling import choose_device_and_precision, load_classifier, make_optimizer
 from mlcore.predictor import ModelInfo
 from mlcore.threads import configure_threads
 
@@ -154,6 +154,8 @@ class _Trainer:
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
         self.is_main = accelerator.is_main_process
         self.model, self.tokenizer = load_classifier(cfg.base_model, label_names)
+        if cfg.freeze_word_embeddings:
+            self.model.get_input_embeddings().weight.requires_grad_(False)
         self.model.to(self.device)
         self.pad_id = self.tokenizer.pad_token_id or 0
         self.progress = _Progress()
@@ -181,9 +183,8 @@ class _Trainer:
         if cfg.max_steps:
             self.total_steps = min(self.total_steps, cfg.max_steps)
         self.n_epochs = math.ceil(self.total_steps / steps_per_epoch)
-        self.optimizer = self.torch.optim.AdamW(
-            parameter_groups(self.model, cfg.learning_rate, cfg.head_learning_rate, cfg.weight_decay)
-        )
+        self.optimizer = make_optimizer(self.model, cfg.learning_rate, cfg.head_learning_rate, cfg.weight_decay,
+                                        self.device.type)
         self.scheduler = self._schedule(self.optimizer, int(cfg.warmup_ratio * self.total_steps), self.total_steps)
 
     def resume(self, checkpoint: Path | None) -> None:

@@ -179,7 +179,8 @@ def test_parameters_feed_the_steps(definition):
     defaults = TrainingConfig()
     for f in fields(TrainingConfig):
         if f.name not in spec.HYPERPARAMETER_SOURCES and f.name != "progress":
-            assert hps[f.name.replace("_", "-")] == str(getattr(defaults, f.name)), f.name
+            value = getattr(defaults, f.name)  # booleans as SageMaker passes them: true/false
+            assert hps[f.name.replace("_", "-")] == (str(value).lower() if isinstance(value, bool) else str(value)), f.name
     assert steps[spec.REGISTER]["Arguments"]["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
     # The training script accepts every hyperparameter name it will be given.
     from steps.train import parse_args

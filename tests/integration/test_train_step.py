@@ -99,6 +99,19 @@ def test_same_seed_same_model(tmp_path, trained, tiny_base_model):
     assert (first / "thresholds.json").read_text() == (second / "thresholds.json").read_text()
 
 
+def test_frozen_word_embeddings_stay_the_base_models_and_the_rest_learns(tmp_path, trained, tiny_base_model):
+    proc, model_dir = run_train(tmp_path, tiny_base_model, ["--freeze-word-embeddings", "true", "--epochs", "2"],
+                                rows=64)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    base, tuned = load_file(tiny_base_model / "model.safetensors"), load_file(model_dir / "model.safetensors")
+    key = "embeddings.word_embeddings.weight"
+    assert (tuned[f"bert.{key}"] == base.get(key, base.get(f"bert.{key}"))).all()
+    layer = "encoder.layer.0.attention.self.query.weight"
+    assert not (tuned[f"bert.{layer}"] == base.get(layer, base.get(f"bert.{layer}"))).all()
+    _, unfrozen = trained
+    assert not (load_file(unfrozen / "model.safetensors")[f"bert.{key}"] == tuned[f"bert.{key}"]).all()
+
+
 def test_resumes_from_an_epoch_checkpoint(tmp_path, tiny_base_model):
     ckpt = tmp_path / "checkpoints"
     proc, _ = run_train(tmp_path / "one", tiny_base_model, ["--epochs", "1", "--checkpoint-dir", str(ckpt)], rows=64)
