@@ -4,10 +4,13 @@ Runs the very step scripts of the pipeline (preprocess -> train -> evaluate) and
 macro/micro F1, ROC AUC, dev macro-F1, time per epoch, optimizer steps per second and peak memory,
 next to the published references. With `--baseline-ref REF` the training step of that git revision
 (e.g. `main`) trains on the same preprocessed data in the same run, before this tree's, and both
-models are scored by this tree's evaluate.py: one table, old vs new.
+models are scored by this tree's evaluate.py: one table, old vs new. Each `--variant` adds a row: this
+tree trained with other hyperparameters in the same run, so every lever is measured alone against the
+first row.
 
     .venv/bin/python benchmarks/bench_quality.py [--epochs 3] [--baseline-ref main] [--out benchmarks/results/quality]
     .venv/bin/python benchmarks/bench_quality.py --max-rows 3000 --epochs 1 --baseline-ref main   # a quick proxy
+    .venv/bin/python benchmarks/bench_quality.py --variant "no dropout:dropout=0" --variant "ASL:loss=asl"
 
 Run it alone on the machine: time per epoch is the point, and other work on the same cores changes it.
 """
@@ -48,8 +51,9 @@ def checkout(ref: str, dest: Path) -> Path:
     return dest
 
 
-def train_and_score(name: str, tree: Path, args, data_dir: Path, folder: str) -> dict:
-    """Train with `tree`'s train.py (its own mlcore), score with this tree's evaluate.py; the numbers of one row."""
+def train_and_score(name: str, tree: Path, args, data_dir: Path, folder: str, train_args: list[str]) -> dict:
+    """Train with `tree`'s train.py (its own mlcore) and `train_args` (NAME=VALUE), score with this tree's
+    evaluate.py; the numbers of one row."""
     out = args.out / folder
     model_dir, eval_dir = out / "model", out / "evaluation"
     seconds = run([sys.executable, str(tree / "steps" / "train.py"), "--base-model", args.base_model,
@@ -58,12 +62,22 @@ def train_and_score(name: str, tree: Path, args, data_dir: Path, folder: str) ->
                    "--export-onnx", "false", "--train-dir", str(data_dir / "train"),
                    "--validation-dir", str(data_dir / "validation"), "--model-dir", str(model_dir),
                    "--output-data-dir", str(out / "train-output"),
-                   *(extra_train_args(args.train_arg) if tree == REPO else [])], env={"PYTHONPATH": str(tree)})
+                   *extra_train_args(train_args)], env={"PYTHONPATH": str(tree)})
     run([sys.executable, str(REPO / "steps" / "evaluate.py"), "--model-path", str(model_dir),
          "--test-dir", str(data_dir / "test"), "--output-dir", str(eval_dir)], env={"PYTHONPATH": str(REPO)})
     metrics = json.loads((eval_dir / "evaluation.json").read_text())["multilabel_classification_metrics"]
     summary = json.loads((model_dir / "training_summary.json").read_text())
     return row_of(name, metrics, summary, seconds, model_dir)
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    """`NAME:ARG=VALUE[,ARG=VALUE...]` -> (NAME, [ARG=VALUE, ...])."""
+    name, sep, rest = text.partition(":")
+    if not sep or not name.strip() or not rest.strip():
+        sys.exit(f"--variant {text!r}: expected NAME:ARG=VALUE[,ARG=VALUE...], e.g. 'no dropout:dropout=0'")
+    pairs = [p.strip() for p in rest.split(",") if p.strip()]
+    extra_train_args(pairs)  # checked before hours of training, not after
+    return name.strip(), pairs
 
 
 def extra_train_args(pairs: list[str]) -> list[str]:
@@ -146,10 +160,12 @@ def table(rows: list[dict]) -> str:
         ("optimizer steps / s (step wall time)", [f"{r['steps_per_second']:.2f}" for r in rows]),
         ("training peak RSS", [f"{r['summary']['peak_rss_mb']:.0f} MB" for r in rows]),
     ]
-    if len(rows) == 2:
-        a, b = rows
-        lines.append(("test macro F1, new - old", ["", f"{b['metrics']['f1_macro']['value'] - a['metrics']['f1_macro']['value']:+.4f}"]))
-        lines.append(("time per epoch, new / old", ["", f"{b['seconds_per_epoch'] / a['seconds_per_epoch']:.2f}x"]))
+    if len(rows) >= 2:  # each later row against the first, measured in the same run
+        first = rows[0]
+        lines.append((f"test macro F1, minus {first['name']}", ["", *(
+            f"{r['metrics']['f1_macro']['value'] - first['metrics']['f1_macro']['value']:+.4f}" for r in rows[1:])]))
+        lines.append((f"time per epoch, / {first['name']}", ["", *(
+            f"{r['seconds_per_epoch'] / first['seconds_per_epoch']:.2f}x" for r in rows[1:])]))
     out = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     out += ["| " + " | ".join([k, *v]) + " |" for k, v in lines]
     return "\n".join(out)
@@ -172,6 +188,9 @@ def main() -> int:
     parser.add_argument("--train-arg", action="append", default=[], metavar="NAME=VALUE",
                         help="a training hyperparameter for this tree's row only (the lever measured against "
                              "--baseline-ref); repeatable")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:ARG=VALUE[,ARG=VALUE]",
+                        help="one more row: this tree trained with these hyperparameters, after the others, in the "
+                             "same run (each lever alone against the first row); repeatable")
     parser.add_argument("--report-only", action="store_true",
                         help="print the tables again from what an earlier run left in --out (trains nothing)")
     args = parser.parse_args()
@@ -179,6 +198,7 @@ def main() -> int:
         sys.exit(f"no dataset at {args.data}: pass --data PATH (a file or directory the loader accepts, e.g. "
                  "GoEmotions' train/dev/test.tsv + labels.txt)")
     data_dir = args.out / "data"
+    variants = [parse_variant(v) for v in args.variant]
     if args.report_only:
         rows = rows_from(args.out)
         print(table(rows))
@@ -194,8 +214,10 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
             if args.baseline_ref:
                 rows.append(train_and_score(f"{args.baseline_ref} (before)", checkout(args.baseline_ref, Path(tmp)),
-                                            args, data_dir, "baseline"))
-            rows.append(train_and_score("this tree", REPO, args, data_dir, "current"))
+                                            args, data_dir, "baseline", []))
+            rows.append(train_and_score("this tree", REPO, args, data_dir, "current", args.train_arg))
+            for i, (name, pairs) in enumerate(variants, 1):
+                rows.append(train_and_score(name, REPO, args, data_dir, f"variant-{i}", pairs))
     print(f"\npreprocess {t_pre:.0f} s; load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(table(rows))
     arithmetic = training_arithmetic(rows, data_dir, int(args.max_length))
@@ -212,8 +234,9 @@ def rows_from(out: Path) -> list[dict]:
     """The rows of an earlier run in `out`: its summary.json (names, wall times), models and evaluations."""
     saved = [r for r in json.loads((out / "summary.json").read_text()) if "name" in r]
     rows = []
-    for r, folder in zip(saved, ("baseline", "current") if len(saved) == 2 else ("current",)):
-        folder = r.get("folder", folder)
+    legacy = ("baseline", "current") if len(saved) == 2 else ("current",)  # summaries written before "folder"
+    for i, r in enumerate(saved):
+        folder = r.get("folder") or legacy[min(i, len(legacy) - 1)]
         metrics = json.loads((out / folder / "evaluation" / "evaluation.json").read_text())
         model_dir = out / folder / "model"
         rows.append(row_of(r["name"], metrics["multilabel_classification_metrics"],

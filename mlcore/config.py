@@ -80,6 +80,13 @@ class TrainingConfig:
     freeze_word_embeddings: bool = field(
         default=False, metadata={"help": "keep the token embedding matrix fixed (half of MiniLM's weights): faster "
                                          "steps, fewer trained weights"})
+    dropout: float = field(default=-1.0, metadata={"help": "every dropout rate of the encoder and head; negative "
+                                                              "keeps the checkpoint's (0.1 for BERT)"})
+    attention_dropout: float = field(default=-1.0, metadata={"help": "dropout on the attention probabilities alone "
+                                                                        "(after --dropout); negative keeps it"})
+    loss: str = field(default="bce", metadata={"help": "bce | asl (asymmetric loss: easy negatives down-weighted)"})
+    layer_lr_decay: float = field(default=1.0, metadata={"help": "each encoder layer learns at this times the rate "
+                                                                  "of the layer above (1 = one rate for all)"})
     num_threads: int = field(default=0, metadata={"help": "torch threads; 0 = all cores"})
     max_steps: int = field(default=0, metadata={"help": "stop after this many optimizer steps; 0 = no limit"})
     eval_every_steps: int = field(default=0, metadata={"help": "validate every N steps; 0 = once per epoch"})

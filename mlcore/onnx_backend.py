@@ -1,7 +1,7 @@
 """ONNX Runtime backend: export at packaging time, optimise, quantise only where quality holds.
 
 Served over HTTP on 2 cores, one text per request (benchmarks/bench_server.py, the README's table):
-batch-1 p50 4.8 ms for ORT fp32 and 2.8 ms for int8 per-channel versus 9.0 ms for PyTorch. int8 is
+batch-1 p50 4.7 ms for ORT fp32 and 2.4 ms for int8 per-channel versus 12.0 ms for PyTorch. int8 is
 chosen only when its validation macro-F1 stays within `MAX_F1_DROP` of fp32; the choice is
 written to serving.json.
 

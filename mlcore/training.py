@@ -35,8 +35,9 @@ import numpy as np
 from mlcore.batching import collate, encode, length_grouped_batches, scoring_batches, shard
 from mlcore.config import TrainingConfig
 from mlcore.datasets import LabeledTexts
+from mlcore.losses import get_loss
 from mlcore.metrics import quick_scores, tune_thresholds
-from mlcore.modeling import choose_device_and_precision, load_classifier, make_optimizer
+from mlcore.modeling import choose_device_and_precision, load_classifier, make_optimizer, use_fast_training_attention
 from mlcore.predictor import ModelInfo
 from mlcore.threads import configure_threads
 
@@ -153,7 +154,11 @@ class _Trainer:
         self.device = accelerator.device
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
         self.is_main = accelerator.is_main_process
-        self.model, self.tokenizer = load_classifier(cfg.base_model, label_names)
+        self.loss = get_loss(cfg.loss)
+        self.model, self.tokenizer = load_classifier(
+            cfg.base_model, label_names, dropout=cfg.dropout if cfg.dropout >= 0 else None,
+            attention_dropout=cfg.attention_dropout if cfg.attention_dropout >= 0 else None)
+        self.attention = use_fast_training_attention(self.model, self.device.type)
         if cfg.freeze_word_embeddings:
             self.model.get_input_embeddings().weight.requires_grad_(False)
         self.model.to(self.device)
@@ -184,7 +189,7 @@ class _Trainer:
             self.total_steps = min(self.total_steps, cfg.max_steps)
         self.n_epochs = math.ceil(self.total_steps / steps_per_epoch)
         self.optimizer = make_optimizer(self.model, cfg.learning_rate, cfg.head_learning_rate, cfg.weight_decay,
-                                        self.device.type)
+                                        self.device.type, cfg.layer_lr_decay)
         self.scheduler = self._schedule(self.optimizer, int(cfg.warmup_ratio * self.total_steps), self.total_steps)
 
     def resume(self, checkpoint: Path | None) -> None:
@@ -222,7 +227,7 @@ class _Trainer:
         targets = torch.as_tensor(data.y_train[rows], device=self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             logits = self.model(**batch).logits
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), targets)
+        loss = self.loss(logits.float(), targets)
         if weight != 1.0:
             loss = loss * weight
         self.accelerator.backward(loss)
@@ -335,6 +340,16 @@ class _Trainer:
         return thresholds, quick_scores(data.y_val, probs, thresholds)
 
 
+def check_config(cfg: TrainingConfig) -> None:
+    """Hyperparameters outside their range are a ValueError naming the flag, before any model is loaded."""
+    get_loss(cfg.loss)
+    for flag, rate in (("--dropout", cfg.dropout), ("--attention-dropout", cfg.attention_dropout)):
+        if not rate < 1:
+            raise ValueError(f"{flag} {rate}: a rate must be below 1 (negative keeps the checkpoint's)")
+    if not 0 < cfg.layer_lr_decay <= 1:
+        raise ValueError(f"--layer-lr-decay {cfg.layer_lr_decay}: must be in (0, 1] (1 = one rate for all layers)")
+
+
 def _check_inputs(train_data: LabeledTexts, validation: LabeledTexts) -> list[str]:
     if train_data.label_names != validation.label_names:
         raise ValueError("train and validation splits have different label lists; re-run preprocess on both")
@@ -358,6 +373,7 @@ def train(cfg: TrainingConfig, train_data: LabeledTexts, validation: LabeledText
     `on_epoch(record)` after each epoch's validation.
     """
     started = time.time()
+    check_config(cfg)
     label_names = _check_inputs(train_data, validation)
     device, precision = choose_device_and_precision(cfg.precision)
     accelerator = _accelerator(device)
@@ -367,8 +383,9 @@ def train(cfg: TrainingConfig, train_data: LabeledTexts, validation: LabeledText
     trainer.on_epoch = on_epoch
     data = trainer.encode(train_data, validation)
     logger.info("training on %d texts, validating on %d; %d labels; device=%s precision=%s processes=%d threads=%d; "
-                "mean tokens=%.1f", len(data.train_ids), len(data.val_ids), len(label_names), trainer.device.type,
-                precision, trainer.world, threads, np.mean([len(x) for x in data.train_ids]))
+                "attention=%s; mean tokens=%.1f", len(data.train_ids), len(data.val_ids), len(label_names),
+                trainer.device.type, precision, trainer.world, threads, trainer.attention,
+                np.mean([len(x) for x in data.train_ids]))
     trainer.plan(len(data.train_ids))
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir else None
     trainer.resume(checkpoint)

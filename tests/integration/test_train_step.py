@@ -112,6 +112,35 @@ def test_frozen_word_embeddings_stay_the_base_models_and_the_rest_learns(tmp_pat
     assert not (load_file(unfrozen / "model.safetensors")[f"bert.{key}"] == tuned[f"bert.{key}"]).all()
 
 
+def test_asymmetric_loss_no_dropout_and_layer_decay_still_learn_the_task(tmp_path, tiny_base_model):
+    from mlcore.datasets import read_split
+    from mlcore.metrics import quick_scores
+    from mlcore.predictor import load_predictor
+
+    proc, model_dir = run_train(tmp_path, tiny_base_model, ["--loss", "asl", "--dropout", "0",
+                                                            "--layer-lr-decay", "0.8"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["hidden_dropout_prob"] == 0 and config["attention_probs_dropout_prob"] == 0
+    assert "attention=eager" in proc.stdout + proc.stderr  # no attention dropout: the faster kernel on CPU
+    predictor = load_predictor(model_dir, backend="torch")
+    test = read_split(write_split_dir(tmp_path / "test", keyword_rows(100, seed=3)))
+    scores = quick_scores(test.matrix(), predictor.predict_proba(test.texts), predictor.thresholds)
+    assert scores["f1_macro"] > 0.75, proc.stdout[-2000:]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--loss", "focal"], "loss must be one of asl, bce, not 'focal'"),
+    (["--dropout", "1.5"], "--dropout 1.5: a rate must be below 1"),
+    (["--layer-lr-decay", "0"], "--layer-lr-decay 0.0: must be in (0, 1]"),
+    (["--attention-dropout", "1"], "--attention-dropout 1.0: a rate must be below 1"),
+])
+def test_out_of_range_training_options_are_clear_errors(tmp_path, tiny_base_model, flags, message):
+    proc, _ = run_train(tmp_path, tiny_base_model, flags, rows=32)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_resumes_from_an_epoch_checkpoint(tmp_path, tiny_base_model):
     ckpt = tmp_path / "checkpoints"
     proc, _ = run_train(tmp_path / "one", tiny_base_model, ["--epochs", "1", "--checkpoint-dir", str(ckpt)], rows=64)

@@ -6,7 +6,14 @@ from pathlib import Path
 import pytest
 
 from mlcore.config import DEFAULT_BASE_MODEL, TrainingConfig, parse_config, to_hyperparameters
-from mlcore.modeling import BaseModelError, load_classifier, make_optimizer, parameter_groups, resolve_base_model
+from mlcore.modeling import (
+    BaseModelError,
+    load_classifier,
+    make_optimizer,
+    parameter_groups,
+    resolve_base_model,
+    use_fast_training_attention,
+)
 from tests.helpers.models import minilm_path
 
 
@@ -69,3 +76,53 @@ def test_config_reads_sagemaker_env(monkeypatch):
     monkeypatch.setenv("SM_HPS", '{"epochs": "4", "max-length": "64"}')
     cfg = parse_config(TrainingConfig, ["--batch-size", "8"])
     assert (cfg.epochs, cfg.max_length, cfg.batch_size) == (4.0, 64, 8)
+
+
+def test_layer_lr_decay_gives_each_layer_its_rate_from_the_top_down(tiny_base_model):
+    model, _ = load_classifier(str(tiny_base_model), ["x", "y"])
+    layers = model.config.num_hidden_layers
+    groups = parameter_groups(model, 1e-4, 1e-3, 0.01, layer_lr_decay=0.5)
+    lr_of = {name: g["lr"] for g in groups for p in g["params"] for name, q in model.named_parameters() if p is q}
+    top, bottom = layers - 1, 0
+    assert lr_of[f"bert.encoder.layer.{top}.output.dense.weight"] == pytest.approx(1e-4)
+    assert lr_of[f"bert.encoder.layer.{bottom}.output.dense.weight"] == pytest.approx(1e-4 * 0.5 ** (layers - 1))
+    assert lr_of["bert.embeddings.word_embeddings.weight"] == pytest.approx(1e-4 * 0.5 ** layers)
+    assert lr_of["classifier.weight"] == 1e-3 and lr_of["bert.pooler.dense.weight"] == 1e-3
+    assert sum(len(g["params"]) for g in groups) == len(lr_of)
+    flat = parameter_groups(model, 1e-4, 1e-3, 0.01)  # no decay: one encoder rate, as before
+    assert sorted({g["lr"] for g in flat}) == [1e-4, 1e-3]
+
+
+def test_dropout_override_reaches_every_rate_and_makes_training_mode_deterministic(tiny_base_model):
+    import torch
+
+    model, tokenizer = load_classifier(str(tiny_base_model), ["x", "y"], dropout=0.0)
+    assert model.config.hidden_dropout_prob == 0.0 and model.config.attention_probs_dropout_prob == 0.0
+    assert model.config.classifier_dropout == 0.0
+    assert all(m.p == 0.0 for m in model.modules() if isinstance(m, torch.nn.Dropout))
+    batch = tokenizer(["a b c", "d e"], return_tensors="pt", padding=True)
+    model.train()
+    torch.testing.assert_close(model(**batch).logits, model(**batch).logits)
+    kept, _ = load_classifier(str(tiny_base_model), ["x", "y"])
+    assert any(m.p > 0 for m in kept.modules() if isinstance(m, torch.nn.Dropout))
+
+
+def test_attention_dropout_alone_and_the_kernel_it_trains_with(tiny_base_model, tmp_path):
+    """Attention dropout 0 trains with eager attention on CPU (sdpa's flash backward is slower there), which
+    computes the same logits and is not written into the saved model."""
+    import json
+
+    import torch
+
+    model, tokenizer = load_classifier(str(tiny_base_model), ["x", "y"], attention_dropout=0.0)
+    assert model.config.attention_probs_dropout_prob == 0.0 and model.config.hidden_dropout_prob > 0
+    batch = tokenizer(["a b c", "d e"], return_tensors="pt", padding=True)
+    model.eval()
+    before = model(**batch).logits
+    assert use_fast_training_attention(model, "cpu") == "eager"
+    torch.testing.assert_close(model(**batch).logits, before, rtol=1e-4, atol=1e-5)
+    model.save_pretrained(tmp_path)
+    assert "eager" not in json.dumps(json.loads((tmp_path / "config.json").read_text()))
+    kept, _ = load_classifier(str(tiny_base_model), ["x", "y"])
+    assert use_fast_training_attention(kept, "cpu") == "sdpa"  # with attention dropout, sdpa is as fast
+    assert use_fast_training_attention(load_classifier(str(tiny_base_model), ["x", "y"], dropout=0.0)[0], "cuda") == "sdpa"
