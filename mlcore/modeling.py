@@ -37,10 +37,16 @@ def resolve_base_model(name_or_path: str) -> str:
 
 
 def _dropout_names(config, attention_only: bool = False) -> list[str]:
-    return [name for name, value in vars(config).items()
-            if "dropout" in name and (not attention_only or "attention" in name) and (
-                value is None and name == "classifier_dropout" and not attention_only
-                or isinstance(value, (int, float)) and not isinstance(value, bool))]
+    """Names of a config's dropout rates: numeric attributes with "dropout" in the name, plus BERT's
+    `classifier_dropout` (None: the hidden rate); with `attention_only`, those naming attention."""
+    names = []
+    for name, value in vars(config).items():
+        if "dropout" not in name or (attention_only and "attention" not in name):
+            continue
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if numeric or (name == "classifier_dropout" and value is None):
+            names.append(name)
+    return names
 
 
 def set_dropout(config, rate: float, attention_only: bool = False) -> list[str]:
@@ -57,7 +63,7 @@ def set_dropout(config, rate: float, attention_only: bool = False) -> list[str]:
     return names
 
 
-def attention_dropout(config) -> float | None:
+def attention_dropout_rate(config) -> float | None:
     """The attention-probability dropout rate of a config (BERT `attention_probs_dropout_prob`), None if unnamed."""
     names = _dropout_names(config, attention_only=True)
     return max(float(getattr(config, n)) for n in names) if names else None
@@ -72,7 +78,7 @@ def use_fast_training_attention(model, device_type: str) -> str:
     (measured: batch 1 and 32, fp32 and bf16), so only training switches; `config._attn_implementation` is not
     saved with the model.
     """
-    if device_type == "cpu" and attention_dropout(model.config) == 0 and hasattr(model, "set_attn_implementation"):
+    if device_type == "cpu" and attention_dropout_rate(model.config) == 0 and hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation("eager")
     return str(model.config._attn_implementation)
 

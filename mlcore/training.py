@@ -156,8 +156,8 @@ class _Trainer:
         self.is_main = accelerator.is_main_process
         self.loss = get_loss(cfg.loss)
         self.model, self.tokenizer = load_classifier(
-            cfg.base_model, label_names, dropout=cfg.dropout if cfg.dropout >= 0 else None,
-            attention_dropout=cfg.attention_dropout if cfg.attention_dropout >= 0 else None)
+            cfg.base_model, label_names, dropout=_rate_override(cfg.dropout),
+            attention_dropout=_rate_override(cfg.attention_dropout))
         self.attention = use_fast_training_attention(self.model, self.device.type)
         if cfg.freeze_word_embeddings:
             self.model.get_input_embeddings().weight.requires_grad_(False)
@@ -338,6 +338,11 @@ class _Trainer:
         self.tokenizer.save_pretrained(model_dir)
         ModelInfo(label_names, thresholds.astype(np.float32), self.cfg.max_length).write(model_dir)
         return thresholds, quick_scores(data.y_val, probs, thresholds)
+
+
+def _rate_override(rate: float) -> float | None:
+    """A dropout hyperparameter as load_classifier takes it: negative (keep the checkpoint's) is None."""
+    return rate if rate >= 0 else None
 
 
 def check_config(cfg: TrainingConfig) -> None:
