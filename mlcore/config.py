@@ -87,6 +87,8 @@ class TrainingConfig:
     loss: str = field(default="bce", metadata={"help": "bce | asl (asymmetric loss: easy negatives down-weighted)"})
     layer_lr_decay: float = field(default=1.0, metadata={"help": "each encoder layer learns at this times the rate "
                                                                   "of the layer above (1 = one rate for all)"})
+    ema_decay: float = field(default=0.0, metadata={"help": "validate and keep an exponential moving average of the "
+                                                             "weights, this decay per step (e.g. 0.999); 0 = off"})
     num_threads: int = field(default=0, metadata={"help": "torch threads; 0 = all cores"})
     max_steps: int = field(default=0, metadata={"help": "stop after this many optimizer steps; 0 = no limit"})
     eval_every_steps: int = field(default=0, metadata={"help": "validate every N steps; 0 = once per epoch"})

@@ -63,22 +63,17 @@ def set_dropout(config, rate: float, attention_only: bool = False) -> list[str]:
     return names
 
 
-def attention_dropout_rate(config) -> float | None:
-    """The attention-probability dropout rate of a config (BERT `attention_probs_dropout_prob`), None if unnamed."""
-    names = _dropout_names(config, attention_only=True)
-    return max(float(getattr(config, n)) for n in names) if names else None
-
-
 def use_fast_training_attention(model, device_type: str) -> str:
     """The attention kernel to train with; returns its name.
 
-    On CPU, with attention dropout 0, torch's scaled_dot_product_attention takes its flash kernel, whose backward
-    made a MiniLM training step 1.1-1.2x slower than with dropout (the math path); transformers' eager attention
-    made it 0.86x (attention dropout 0) and 0.71x (all dropout 0). Inference is the same speed either way
-    (measured: batch 1 and 32, fp32 and bf16), so only training switches; `config._attn_implementation` is not
-    saved with the model.
+    On CPU, training uses transformers' eager attention. With attention dropout 0, torch's
+    scaled_dot_product_attention takes its flash kernel, whose backward made a MiniLM training step 1.1-1.2x
+    slower than with dropout; eager made it 0.86x. With attention dropout, sdpa draws its mask with torch's slow
+    CPU generator inside the kernel, while eager applies an `nn.Dropout` that `mlcore.cpu_dropout` makes cheap
+    (a step 158-173 ms against sdpa's 168-174). Inference is the same speed either way (measured: batch 1 and 32,
+    fp32 and bf16), so only training switches; `config._attn_implementation` is not saved with the model.
     """
-    if device_type == "cpu" and attention_dropout_rate(model.config) == 0 and hasattr(model, "set_attn_implementation"):
+    if device_type == "cpu" and hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation("eager")
     return str(model.config._attn_implementation)
 

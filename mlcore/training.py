@@ -150,6 +150,8 @@ class _Trainer:
         import torch
         from transformers import get_linear_schedule_with_warmup
 
+        from mlcore.cpu_dropout import use_cpu_dropout
+
         self.cfg, self.accelerator, self.precision, self.torch = cfg, accelerator, precision, torch
         self.device = accelerator.device
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
@@ -159,12 +161,14 @@ class _Trainer:
             cfg.base_model, label_names, dropout=_rate_override(cfg.dropout),
             attention_dropout=_rate_override(cfg.attention_dropout))
         self.attention = use_fast_training_attention(self.model, self.device.type)
+        self.cpu_dropouts = use_cpu_dropout(self.model, self.device.type)
         if cfg.freeze_word_embeddings:
             self.model.get_input_embeddings().weight.requires_grad_(False)
         self.model.to(self.device)
         self.pad_id = self.tokenizer.pad_token_id or 0
         self.progress = _Progress()
         self.best_weights: dict | None = None
+        self.ema: Any = None  # torch's AveragedModel of the weights, when cfg.ema_decay
         self.bar: Any = None  # the tqdm progress bar, when cfg.progress (process 0)
         self.on_epoch: Callable[[dict], None] | None = None
         self.total_steps = self.n_epochs = 0
@@ -191,6 +195,11 @@ class _Trainer:
         self.optimizer = make_optimizer(self.model, cfg.learning_rate, cfg.head_learning_rate, cfg.weight_decay,
                                         self.device.type, cfg.layer_lr_decay)
         self.scheduler = self._schedule(self.optimizer, int(cfg.warmup_ratio * self.total_steps), self.total_steps)
+        if cfg.ema_decay:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            # parameters only: BERT's buffers are integer position/type ids, which an average cannot lerp
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=False)
 
     def resume(self, checkpoint: Path | None) -> None:
         """Every process loads the checkpoint (before DDP wrapping), so all start from the same state."""
@@ -203,6 +212,8 @@ class _Trainer:
         self.scheduler.load_state_dict(saved["scheduler"])
         self.progress = _Progress(**saved["state"])
         self.best_weights = saved.get("best_weights") if self.is_main else None
+        if self.ema is not None and saved.get("ema") is not None:
+            self.ema.load_state_dict(saved["ema"])
         logger.info("resumed from %s after epoch %d (step %d)", checkpoint, self.progress.epoch, self.progress.step)
 
     def distribute(self) -> None:
@@ -217,7 +228,8 @@ class _Trainer:
         tmp = checkpoint.with_suffix(".tmp")
         self.torch.save({"model": self.accelerator.unwrap_model(self.model).state_dict(),
                          "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                         "state": asdict(self.progress), "best_weights": self.best_weights}, tmp)
+                         "state": asdict(self.progress), "best_weights": self.best_weights,
+                         "ema": self.ema.state_dict() if self.ema is not None else None}, tmp)
         tmp.replace(checkpoint)
 
     def _step(self, rows: np.ndarray, weight: float, data: _Encoded) -> float:
@@ -235,6 +247,8 @@ class _Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update_parameters(self.accelerator.unwrap_model(self.model))
         return loss.item()
 
     def train_epoch(self, epoch: int, data: _Encoded, lengths: list[int]) -> tuple[float, int]:
@@ -263,13 +277,19 @@ class _Trainer:
         if self.is_main and self.cfg.eval_every_steps and self.progress.step % self.cfg.eval_every_steps == 0:
             logger.info("step=%d train_loss=%.4f", self.progress.step, mean_loss)
 
+    def scored_model(self):
+        """The weights validation scores and the model directory keeps: the moving average when cfg.ema_decay.
+
+        Never the DDP wrapper: its forward would broadcast buffers, a collective the processes' unequal numbers
+        of scoring batches would leave waiting.
+        """
+        return self.ema.module if self.ema is not None else self.accelerator.unwrap_model(self.model)
+
     def validate(self, record: dict, data: _Encoded) -> None:
         """Score the epoch on validation (thresholds tuned), log the metric lines, keep the best weights."""
         from accelerate.utils import gather_object
 
-        # the unwrapped model: a DDP forward would broadcast buffers, a collective the processes' unequal
-        # numbers of scoring batches would leave waiting
-        probs, val_loss = predict_probabilities(self.accelerator.unwrap_model(self.model), data.val_ids, self.pad_id,
+        probs, val_loss = predict_probabilities(self.scored_model(), data.val_ids, self.pad_id,
                                                 self.cfg.eval_batch_size, self.device, self.precision, data.y_val,
                                                 self.rank, self.world, gather_object)
         thresholds = tune_thresholds(data.y_val, probs, grid=np.linspace(0.05, 0.95, self.cfg.threshold_grid))
@@ -282,7 +302,7 @@ class _Trainer:
         if f1 > self.progress.best_f1:
             self.progress.best_f1, self.progress.best_epoch = f1, record["epoch"]
             if self.is_main:
-                state = self.accelerator.unwrap_model(self.model).state_dict()
+                state = self.scored_model().state_dict()
                 self.best_weights = copy.deepcopy({k: v.detach().cpu() for k, v in state.items()})
 
     def _log_epoch(self, record: dict) -> None:
@@ -329,6 +349,8 @@ class _Trainer:
         model = self.accelerator.unwrap_model(self.model)
         if self.best_weights is not None:
             model.load_state_dict(self.best_weights)
+        elif self.ema is not None:
+            model.load_state_dict(self.ema.module.state_dict())
         model.to("cpu")
         probs, _ = predict_probabilities(model, data.val_ids, self.pad_id, self.cfg.eval_batch_size,
                                          torch.device("cpu"), "fp32")
@@ -351,6 +373,8 @@ def check_config(cfg: TrainingConfig) -> None:
     for flag, rate in (("--dropout", cfg.dropout), ("--attention-dropout", cfg.attention_dropout)):
         if not rate < 1:
             raise ValueError(f"{flag} {rate}: a rate must be below 1 (negative keeps the checkpoint's)")
+    if not 0 <= cfg.ema_decay < 1:
+        raise ValueError(f"--ema-decay {cfg.ema_decay}: must be in [0, 1) (0 = no moving average)")
     if not 0 < cfg.layer_lr_decay <= 1:
         raise ValueError(f"--layer-lr-decay {cfg.layer_lr_decay}: must be in (0, 1] (1 = one rate for all layers)")
 
@@ -388,8 +412,8 @@ def train(cfg: TrainingConfig, train_data: LabeledTexts, validation: LabeledText
     trainer.on_epoch = on_epoch
     data = trainer.encode(train_data, validation)
     logger.info("training on %d texts, validating on %d; %d labels; device=%s precision=%s processes=%d threads=%d; "
-                "attention=%s; mean tokens=%.1f", len(data.train_ids), len(data.val_ids), len(label_names),
-                trainer.device.type, precision, trainer.world, threads, trainer.attention,
+                "attention=%s; CpuDropout modules=%d; mean tokens=%.1f", len(data.train_ids), len(data.val_ids),
+                len(label_names), trainer.device.type, precision, trainer.world, threads, trainer.attention, trainer.cpu_dropouts,
                 np.mean([len(x) for x in data.train_ids]))
     trainer.plan(len(data.train_ids))
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir else None

@@ -25,8 +25,7 @@ from tests.helpers.servers import free_port, stop, wait_http
 SITE = REPO_ROOT / "site"
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(os.environ.get("SITE_ARTIFACTS", REPO_ROOT / "test-results"))
-# The tiny keyword model reliably learns label "a" (apple, apricot): texts with and without it, in an order.
-TEXTS = {"it was an apple on the table": True, "the blueberry and the banana": False, "it is the apricot": True}
+MARGIN = 0.1  # texts whose probability is this far from the threshold: the same answer from every backend
 
 
 def _loud_skip(reason: str) -> None:
@@ -78,6 +77,33 @@ def test_site_unit_tests_pass():
 
 
 @pytest.fixture(scope="session")
+def keyword_texts(packaged_tiny_model) -> dict:
+    """A label the served model learned, with texts on its either side: {"label", "single", "texts": {text: has}}.
+
+    The tiny keyword model learns most labels but, depending on the seed, not always every one (over 10 seeds
+    each label was missed by some), so the texts come from what this model answers, not from a fixed label.
+    """
+    import numpy as np
+
+    from mlcore.predictor import load_predictor
+    from tests.helpers.data import KEYWORDS
+
+    predictor = load_predictor(packaged_tiny_model)
+    for label, (first, second) in KEYWORDS.items():
+        other = next(words for name, words in KEYWORDS.items() if name != label)
+        texts = {f"it was an {first} on the table": True, f"the {other[0]} and the {other[1]}": False,
+                 f"it is the {second}": True}
+        single = f"an {first} and an {second} on the table"
+        column, threshold = predictor.label_names.index(label), predictor.thresholds[predictor.label_names.index(label)]
+        probs = predictor.predict_proba([*texts, single])
+        clear = [p >= threshold + MARGIN if has else p <= threshold - MARGIN
+                 for p, has in zip(probs[:, column], [*texts.values(), True])]
+        if all(clear) and int(np.argmax(probs[-1])) == column:
+            return {"label": label, "single": single, "texts": texts}
+    raise AssertionError("the tiny keyword model learned no label: see tests/helpers/models.py's recipe")
+
+
+@pytest.fixture(scope="session")
 def browser_tools() -> None:
     """Checked before the model is trained, so a machine without a browser skips fast."""
     _require_browser_tools()
@@ -106,10 +132,10 @@ def stack(browser_tools, tmp_path, monkeypatch, packaged_tiny_model):
         LocalEndpoint(settings.home, spec.ENDPOINT_NAME).stop()
 
 
-def browse(mode: str, site: str, text: str, **extra: str) -> dict:
+def browse(mode: str, site: str, text: str, texts=(), **extra: str) -> dict:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SITE_URL": site, "OUT_DIR": str(ARTIFACTS), "CHROMIUM": str(CHROMIUM), "TEXT": text,
-           "TEXTS": "\n".join(TEXTS), **extra}
+           "TEXTS": "\n".join(texts), **extra}
     proc = subprocess.run(["node", "browser/e2e.mjs", mode], cwd=SITE, env=env, capture_output=True, text=True,
                           timeout=180)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -130,8 +156,9 @@ def _demo_answer() -> str:
                        "requestId": "r", "model": {"version": "1"}, "latencyMs": {"endpoint": 3.2}})
 
 
-def test_type_submit_see_labels_then_a_friendly_error_when_the_backend_is_down(stack):
-    seen = browse("predict", stack["site"], "an apple and an apricot on the table", PHONE_ANSWER=_demo_answer())
+def test_type_submit_see_labels_then_a_friendly_error_when_the_backend_is_down(stack, keyword_texts):
+    label, texts = keyword_texts["label"], keyword_texts["texts"]
+    seen = browse("predict", stack["site"], keyword_texts["single"], texts, PHONE_ANSWER=_demo_answer())
     assert seen["problems"] == []  # no console error, no exception, no CSP violation (netlify.toml's headers)
     assert re.fullmatch(r"Model version 1 · [\d.]+ ms at the model", seen["meta"]), seen["meta"]
     assert seen["focus"]["contrast"] >= 3.0 and seen["focus"]["width"] == "3px", seen["focus"]  # WCAG 2.2 focus
@@ -141,12 +168,12 @@ def test_type_submit_see_labels_then_a_friendly_error_when_the_backend_is_down(s
     assert sorted(r["label"] for r in card["rows"]) == ["a", "b", "c"]  # every label with its bar
     percents = [r["percent"] for r in card["rows"]]
     assert percents == sorted(percents, reverse=True)  # most probable first
-    assert top_label(card) == "a" and "a" in card["predicted"]  # the keyword model recognises the apple
+    assert top_label(card) == label and label in card["predicted"]  # the keyword model recognises its keywords
     assert all(r["threshold"].startswith("threshold ") and r["tickVisible"] for r in card["rows"])
     assert seen["status"] == "Predicted labels: " + ", ".join(card["predicted"])
 
     assert seen["multiStatus"] == "Classified 3 texts."
-    assert [("a" in c["predicted"]) for c in seen["multi"]] == list(TEXTS.values())  # one card per line, in order
+    assert [(label in c["predicted"]) for c in seen["multi"]] == list(texts.values())  # one card per line, in order
     phone = seen["phone"]
     assert phone["overflowPx"] <= 0  # nothing wider than a phone screen
     assert phone["brokenNames"] == []  # "technical_issue" stays whole on a 390 px screen
@@ -162,12 +189,15 @@ def test_type_submit_see_labels_then_a_friendly_error_when_the_backend_is_down(s
     assert (ARTIFACTS / "site-error.png").stat().st_size > 5_000
 
 
-def test_a_correction_made_in_the_site_is_counted_by_the_next_monitor_run(stack, packaged_tiny_model, tmp_path):
+def test_a_correction_made_in_the_site_is_counted_by_the_next_monitor_run(stack, packaged_tiny_model, tmp_path,
+                                                                          keyword_texts):
     """Classify a text, tick the right labels, send: the Lambda stores SageMaker ground truth keyed by the text's
     inference id, and `mlops monitor report` scores the model on it (the report's quality section counts it)."""
-    seen = browse("feedback", stack["site"], "it was an apple on the table", LABELS="b,c")
-    assert "a" in seen["predicted"]  # the model's answer, which the person corrects
-    assert seen["problems"] == [] and seen["note"].startswith("Thank you: recorded as the true labels (b, c)")
+    label, [text, *_] = keyword_texts["label"], keyword_texts["texts"]
+    truth = sorted({"a", "b", "c"} - {label})
+    seen = browse("feedback", stack["site"], text, LABELS=",".join(truth))
+    assert label in seen["predicted"]  # the model's answer, which the person corrects
+    assert seen["problems"] == [] and seen["note"].startswith(f"Thank you: recorded as the true labels ({', '.join(truth)})")
     assert seen["locked"] == 3  # sent once: the choices are locked
     inference_id = seen["inferenceId"]
     assert re.fullmatch(r"[\w-]{8,}:0", inference_id)
@@ -184,9 +214,9 @@ def test_a_correction_made_in_the_site_is_counted_by_the_next_monitor_run(stack,
     doc = json.loads((out / "monitoring.json").read_text())
     assert doc["overall"]["labelled"] == 1 and doc["overall"]["quality"]["status"] in ("ok", "violation")
     per_label = doc["overall"]["quality"]["report"]["multilabel_classification_metrics"]["per_label"]
-    assert {name: m["support"] for name, m in per_label.items()} == {"a": 0, "b": 1, "c": 1}
+    assert {name: m["support"] for name, m in per_label.items()} == {label: 0, **dict.fromkeys(truth, 1)}
     [row] = [r for r in (json.loads(line) for line in (out / "merged.jsonl").read_text().splitlines())
              if r["labels"] is not None]
-    assert row["inference_id"] == inference_id and row["labels"] == ["b", "c"] and sorted(row["predicted"]) == sorted(seen["predicted"])
+    assert row["inference_id"] == inference_id and row["labels"] == truth and sorted(row["predicted"]) == sorted(seen["predicted"])
     html = (out / "report.html").read_text()
     assert "Model quality (1 labelled text)" in html

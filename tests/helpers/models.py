@@ -55,8 +55,8 @@ def train_tiny_classifier(dest: Path, base: Path, seed: int = 42, onnx: bool = T
     from steps.train import package_for_serving
     from tests.helpers.data import keyword_rows, labeled
 
-    cfg = TrainingConfig(base_model=str(base), epochs=12, batch_size=16, learning_rate=5e-3, head_learning_rate=5e-3,
-                         warmup_ratio=0.0, weight_decay=0.0, max_length=64, progress=False, threshold_grid=19,
+    cfg = TrainingConfig(base_model=str(base), epochs=16, batch_size=16, learning_rate=3e-3, head_learning_rate=3e-3,
+                         warmup_ratio=0.1, weight_decay=0.0, max_length=64, progress=False, threshold_grid=19,
                          seed=seed)
     validation = labeled(keyword_rows(80, seed=2))
     full, artifact = dest / "full", dest / "artifact"

@@ -15,9 +15,13 @@ from tests.helpers.data import keyword_rows, write_split_dir
 from tests.helpers.paths import REPO_ROOT
 
 TRAIN_SCRIPT = REPO_ROOT / "steps" / "train.py"
-TINY_HPS = ["--epochs", "12", "--batch-size", "16", "--learning-rate", "5e-3", "--head-learning-rate", "5e-3",
-            "--warmup-ratio", "0", "--weight-decay", "0",
+# The recipe of tests/helpers/models.py:train_tiny_classifier. Over 16 seeds it scored test macro-F1 0.68-0.92
+# (mean 0.85) on the keyword task; guessing every label scores 0.57. The former recipe (12 epochs at 5e-3, no
+# warmup) scored 0.69-0.87 over 8 seeds.
+TINY_HPS = ["--epochs", "16", "--batch-size", "16", "--learning-rate", "3e-3", "--head-learning-rate", "3e-3",
+            "--warmup-ratio", "0.1", "--weight-decay", "0",
             "--max-length", "32", "--progress", "false", "--export-onnx", "false", "--threshold-grid", "19"]
+LEARNED_F1 = 0.65  # above guessing (0.57), below every seed of the recipe
 
 
 def run_train(tmp: Path, base_model: Path, extra=(), env_extra=None, rows=240):
@@ -64,14 +68,14 @@ def test_writes_a_sagemaker_ready_model_directory(trained):
     full = model_dir.parent / "output" / "data" / "model"  # SM_OUTPUT_DATA_DIR/model: the complete model
     assert (full / "model.safetensors").exists() and (full / "thresholds.json").exists()
     summary = json.loads((model_dir / "training_summary.json").read_text())
-    assert summary["config"]["epochs"] == 12.0 and summary["steps"] == 12 * 15
+    assert summary["config"]["epochs"] == 16.0 and summary["steps"] == 16 * 15
 
 
 def test_logs_lines_a_sagemaker_metric_definition_can_scrape(trained):
     proc, _ = trained
     f1 = [float(x) for x in re.findall(r"eval_f1_macro=([0-9.]+)", proc.stdout)]
     loss = [float(x) for x in re.findall(r"train_loss=([0-9.]+)", proc.stdout)]
-    assert len(f1) == 12 and len(loss) == 12
+    assert len(f1) == 16 and len(loss) == 16
     assert loss[-1] < loss[0]
 
 
@@ -85,7 +89,7 @@ def test_learns_a_keyword_task(trained):
     test = read_split(write_split_dir(model_dir.parent / "test", keyword_rows(100, seed=3)))
     probs = predictor.predict_proba(test.texts)
     scores = quick_scores(test.matrix(), probs, predictor.thresholds)
-    assert scores["f1_macro"] > 0.75, proc.stdout[-2000:]
+    assert scores["f1_macro"] > LEARNED_F1, proc.stdout[-2000:]
     assert decide(probs, predictor.thresholds).shape == (100, 3)
 
 
@@ -126,7 +130,7 @@ def test_asymmetric_loss_no_dropout_and_layer_decay_still_learn_the_task(tmp_pat
     predictor = load_predictor(model_dir, backend="torch")
     test = read_split(write_split_dir(tmp_path / "test", keyword_rows(100, seed=3)))
     scores = quick_scores(test.matrix(), predictor.predict_proba(test.texts), predictor.thresholds)
-    assert scores["f1_macro"] > 0.75, proc.stdout[-2000:]
+    assert scores["f1_macro"] > LEARNED_F1, proc.stdout[-2000:]
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -134,6 +138,7 @@ def test_asymmetric_loss_no_dropout_and_layer_decay_still_learn_the_task(tmp_pat
     (["--dropout", "1.5"], "--dropout 1.5: a rate must be below 1"),
     (["--layer-lr-decay", "0"], "--layer-lr-decay 0.0: must be in (0, 1]"),
     (["--attention-dropout", "1"], "--attention-dropout 1.0: a rate must be below 1"),
+    (["--ema-decay", "1"], "--ema-decay 1.0: must be in [0, 1)"),
 ])
 def test_out_of_range_training_options_are_clear_errors(tmp_path, tiny_base_model, flags, message):
     proc, _ = run_train(tmp_path, tiny_base_model, flags, rows=32)
@@ -151,6 +156,49 @@ def test_resumes_from_an_epoch_checkpoint(tmp_path, tiny_base_model):
     assert "resumed from" in proc.stdout
     assert len(re.findall(r"^epoch=\d", proc.stdout, re.M)) == 1  # only epoch 2 ran
     assert json.loads((model_dir / "training_summary.json").read_text())["steps"] == 2 * 4
+
+
+def _max_difference(a: dict, b: dict) -> float:
+    """The largest absolute difference between two state dicts' encoder weights (keys of `a`)."""
+    keys = [k for k in a if ".encoder." in k]
+    assert keys
+    return max(float(abs(a[k] - b[k]).max()) for k in keys)
+
+
+NEAR_ONE = ["--ema-decay", "0.999999"]  # the average barely leaves its first value: the weights after step 1
+
+
+def test_moving_average_is_the_model_kept(tmp_path, tiny_base_model):
+    """The saved model is the average: with a decay near 1 it is the weights after the first step (the average's
+    first update copies them), not those after the last."""
+    flags = ["--epochs", "2", "--dropout", "0"]
+    runs = {}
+    for name, extra in (("first step", ["--max-steps", "1"]), ("plain", []), ("averaged", NEAR_ONE)):
+        proc, model_dir = run_train(tmp_path / name.replace(" ", "-"), tiny_base_model, [*flags, *extra], rows=64)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[name] = load_file(model_dir / "model.safetensors")
+    assert _max_difference(runs["first step"], runs["averaged"]) < 1e-4
+    assert _max_difference(runs["first step"], runs["plain"]) > 1e-3
+
+
+def test_resume_carries_the_moving_average(tmp_path, tiny_base_model):
+    """One epoch, a stop, a resume: the average in the last checkpoint is still the weights after step 1 of the
+    first run (an average restarted at the resume would hold the weights after step 5)."""
+    import torch
+
+    flags = ["--dropout", "0", "--epochs", "2"]
+    proc, first_step = run_train(tmp_path / "first-step", tiny_base_model, [*flags, "--max-steps", "1"], rows=64)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = tmp_path / "checkpoints"
+    for part, epochs in (("first", "1"), ("resumed", "2")):
+        proc, _ = run_train(tmp_path / part, tiny_base_model,
+                            [*flags, *NEAR_ONE, "--epochs", epochs, "--checkpoint-dir", str(ckpt)], rows=64)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resumed from" in proc.stdout
+    saved = torch.load(ckpt / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert saved["state"]["step"] == 8
+    average = {k.removeprefix("module."): v.numpy() for k, v in saved["ema"].items() if k.startswith("module.")}
+    assert _max_difference(load_file(first_step / "model.safetensors"), average) < 1e-4
 
 
 def test_bad_channel_is_a_clear_error(tmp_path, tiny_base_model):
