@@ -37,7 +37,35 @@ def run(cmd: list[str], env: dict | None = None) -> float:
     proc = subprocess.run(cmd, env={**os.environ, **(env or {})})
     if proc.returncode:
         sys.exit(f"step failed with exit code {proc.returncode}: {' '.join(cmd)}")
-    return time.time() - started
+    seconds = time.time() - started
+    print(f"step wall time: {seconds:.1f} s", flush=True)
+    return seconds
+
+
+def cpu_ticks() -> list[int]:
+    """The machine's CPU time counters (/proc/stat: user nice system idle iowait irq softirq steal); [] off Linux."""
+    try:
+        return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return []
+
+
+def cpu_model() -> str:
+    """The CPU's model name and its bf16 matrix features (AMX tiles or AVX-512 bf16): bf16 training speed follows them."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    return f"{name} ({', '.join(sorted(flags & {'amx_bf16', 'avx512_bf16'})) or 'no bf16 matrix instructions'})"
+
+
+def steal_share(before: list[int], after: list[int]) -> str:
+    """The share of the machine's CPU time the hypervisor gave to others between two readings (a noisy VM)."""
+    if len(before) < 8 or len(after) < 8 or sum(after) == sum(before):
+        return "not measured"
+    return f"{(after[7] - before[7]) / (sum(after) - sum(before)):.1%}"
 
 
 def checkout(ref: str, dest: Path) -> Path:
@@ -204,30 +232,44 @@ def main() -> int:
         print(table(rows))
         print_arithmetic(training_arithmetic(rows, data_dir, int(args.max_length)))
         return 0
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores", flush=True)
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores of {cpu_model()}",
+          flush=True)
+    ticks = cpu_ticks()
     t_pre = run([sys.executable, str(REPO / "steps/preprocess.py"), "--input", str(args.data), "--output-dir",
                  str(data_dir), *(["--max-rows", args.max_rows] if args.max_rows != "0" else [])])
-    rows = []
+    rows: list[dict] = []
+
+    def keep(row: dict) -> None:  # the summary after every row: an interrupted run still reports what it finished
+        rows.append(row)
+        save_summary(args.out, rows)
+
     if args.model_dir:
-        rows.append(score_existing(args.model_dir, data_dir, args.out / "given"))
+        keep(score_existing(args.model_dir, data_dir, args.out / "given"))
     else:
         with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
             if args.baseline_ref:
-                rows.append(train_and_score(f"{args.baseline_ref} (before)", checkout(args.baseline_ref, Path(tmp)),
-                                            args, data_dir, "baseline", []))
-            rows.append(train_and_score("this tree", REPO, args, data_dir, "current", args.train_arg))
+                keep(train_and_score(f"{args.baseline_ref} (before)", checkout(args.baseline_ref, Path(tmp)),
+                                     args, data_dir, "baseline", []))
+            keep(train_and_score("this tree", REPO, args, data_dir, "current", args.train_arg))
             for i, (name, pairs) in enumerate(variants, 1):
-                rows.append(train_and_score(name, REPO, args, data_dir, f"variant-{i}", pairs))
-    print(f"\npreprocess {t_pre:.0f} s; load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+                keep(train_and_score(name, REPO, args, data_dir, f"variant-{i}", pairs))
+    print(f"\npreprocess {t_pre:.0f} s; load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+          f"CPU steal (time the VM's host gave to others) during the run: {steal_share(ticks, cpu_ticks())}")
     print(table(rows))
     arithmetic = training_arithmetic(rows, data_dir, int(args.max_length))
     print_arithmetic(arithmetic)
     print("\n" + "\n".join(f"reference: {k}: {v:.3f}" for k, v in REFERENCES.items()))
-    (args.out / "summary.json").write_text(json.dumps(
-        [{k: v for k, v in r.items() if k not in ("metrics", "summary", "model_dir")} | {
-            "test_f1_macro": r["metrics"]["f1_macro"]["value"], "dev_f1_macro": r["summary"]["validation"]["f1_macro"],
-            "folder": r["model_dir"].parent.name} for r in rows] + [{"arithmetic": arithmetic}], indent=2))
+    save_summary(args.out, rows, arithmetic)
     return 0
+
+
+def save_summary(out: Path, rows: list[dict], arithmetic: dict | None = None) -> None:
+    """summary.json: each row's name, wall time, scores and folder (what `--report-only` reads), then the arithmetic."""
+    saved: list[dict] = [
+        {k: v for k, v in r.items() if k not in ("metrics", "summary", "model_dir")} | {
+            "test_f1_macro": r["metrics"]["f1_macro"]["value"], "dev_f1_macro": r["summary"]["validation"]["f1_macro"],
+            "folder": r["model_dir"].parent.name} for r in rows]
+    (out / "summary.json").write_text(json.dumps(saved + ([{"arithmetic": arithmetic}] if arithmetic else []), indent=2))
 
 
 def rows_from(out: Path) -> list[dict]:

