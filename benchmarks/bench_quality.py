@@ -56,8 +56,8 @@ def cpu_model() -> str:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return "unknown CPU"
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in info.splitlines() if ":" in line)}
+    name, flags = fields.get("model name", "?"), set(fields.get("flags", "").split())
     return f"{name} ({', '.join(sorted(flags & {'amx_bf16', 'avx512_bf16'})) or 'no bf16 matrix instructions'})"
 
 

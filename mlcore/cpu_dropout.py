@@ -26,9 +26,7 @@ _SPAN = 1 << 16
 
 def keep_mask(shape: torch.Size, p: float, dtype: torch.dtype) -> torch.Tensor:
     """0 or 1/(1 - p') for each element, p' = `p` rounded to 1/65,536: the factor dropout multiplies by."""
-    n = 1
-    for size in shape:
-        n *= size
+    n = shape.numel()
     draws = torch.randint(-(1 << 63), (1 << 63) - 1, ((n + _LANES - 1) // _LANES,), dtype=torch.int64)
     lanes = draws.view(torch.int16)[:n].view(shape)
     cut = round(p * _SPAN)

@@ -347,10 +347,8 @@ class _Trainer:
         import torch
 
         model = self.accelerator.unwrap_model(self.model)
-        if self.best_weights is not None:
-            model.load_state_dict(self.best_weights)
-        elif self.ema is not None:
-            model.load_state_dict(self.ema.module.state_dict())
+        # the best epoch's weights; without one (no validation scored), what validation would have scored
+        model.load_state_dict(self.best_weights if self.best_weights is not None else self.scored_model().state_dict())
         model.to("cpu")
         probs, _ = predict_probabilities(model, data.val_ids, self.pad_id, self.cfg.eval_batch_size,
                                          torch.device("cpu"), "fp32")

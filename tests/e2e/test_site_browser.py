@@ -94,7 +94,8 @@ def keyword_texts(packaged_tiny_model) -> dict:
         texts = {f"it was an {first} on the table": True, f"the {other[0]} and the {other[1]}": False,
                  f"it is the {second}": True}
         single = f"an {first} and an {second} on the table"
-        column, threshold = predictor.label_names.index(label), predictor.thresholds[predictor.label_names.index(label)]
+        column = predictor.label_names.index(label)
+        threshold = predictor.thresholds[column]
         probs = predictor.predict_proba([*texts, single])
         clear = [p >= threshold + MARGIN if has else p <= threshold - MARGIN
                  for p, has in zip(probs[:, column], [*texts.values(), True])]
