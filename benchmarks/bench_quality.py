@@ -159,7 +159,8 @@ def score_existing(model_dir: Path, data_dir: Path, out: Path) -> dict:
          "--test-dir", str(data_dir / "test"), "--output-dir", str(eval_dir)], env={"PYTHONPATH": str(REPO)})
     metrics = json.loads((eval_dir / "evaluation.json").read_text())["multilabel_classification_metrics"]
     summary = json.loads((model_dir / "training_summary.json").read_text())
-    return row_of(str(model_dir), metrics, summary, summary.get("wall_seconds", float("nan")), model_dir)
+    return row_of(str(model_dir), metrics, summary, summary.get("wall_seconds", float("nan")), model_dir) | {
+        "folder": out.name}
 
 
 def row_of(name: str, metrics: dict, summary: dict, seconds: float, model_dir: Path) -> dict:
@@ -212,7 +213,9 @@ def main() -> int:
     parser.add_argument("--baseline-ref", default=None,
                         help="a git revision whose training step also runs on the same data, first (e.g. main)")
     parser.add_argument("--model-dir", type=Path, default=None,
-                        help="score this trained model (a complete model directory) instead of training one")
+                        help="score this trained model (a complete model directory) instead of training one; "
+                             "--variant rows still train and are measured against it (its time: the wall time "
+                             "its training_summary.json recorded)")
     parser.add_argument("--train-arg", action="append", default=[], metavar="NAME=VALUE",
                         help="a training hyperparameter for this tree's row only (the lever measured against "
                              "--baseline-ref); repeatable")
@@ -243,7 +246,7 @@ def main() -> int:
         rows.append(row)
         save_summary(args.out, rows)
 
-    if args.model_dir:
+    if args.model_dir:  # the first row, scored on this run's test split; variants train after it
         keep(score_existing(args.model_dir, data_dir, args.out / "given"))
     else:
         with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
@@ -251,8 +254,8 @@ def main() -> int:
                 keep(train_and_score(f"{args.baseline_ref} (before)", checkout(args.baseline_ref, Path(tmp)),
                                      args, data_dir, "baseline", []))
             keep(train_and_score("this tree", REPO, args, data_dir, "current", args.train_arg))
-            for i, (name, pairs) in enumerate(variants, 1):
-                keep(train_and_score(name, REPO, args, data_dir, f"variant-{i}", pairs))
+    for i, (name, pairs) in enumerate(variants, 1):
+        keep(train_and_score(name, REPO, args, data_dir, f"variant-{i}", pairs))
     print(f"\npreprocess {t_pre:.0f} s; load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"CPU steal (time the VM's host gave to others) during the run: {steal_share(ticks, cpu_ticks())}")
     print(table(rows))
@@ -268,7 +271,8 @@ def save_summary(out: Path, rows: list[dict], arithmetic: dict | None = None) ->
     saved: list[dict] = [
         {k: v for k, v in r.items() if k not in ("metrics", "summary", "model_dir")} | {
             "test_f1_macro": r["metrics"]["f1_macro"]["value"], "dev_f1_macro": r["summary"]["validation"]["f1_macro"],
-            "folder": r["model_dir"].parent.name} for r in rows]
+            "folder": r.get("folder") or r["model_dir"].parent.name, "model_path": str(r["model_dir"].resolve())}
+        for r in rows]
     (out / "summary.json").write_text(json.dumps(saved + ([{"arithmetic": arithmetic}] if arithmetic else []), indent=2))
 
 
@@ -280,7 +284,7 @@ def rows_from(out: Path) -> list[dict]:
     for i, r in enumerate(saved):
         folder = r.get("folder") or legacy[min(i, len(legacy) - 1)]
         metrics = json.loads((out / folder / "evaluation" / "evaluation.json").read_text())
-        model_dir = out / folder / "model"
+        model_dir = Path(r["model_path"]) if r.get("model_path") else out / folder / "model"
         rows.append(row_of(r["name"], metrics["multilabel_classification_metrics"],
                            json.loads((model_dir / "training_summary.json").read_text()), r["train_seconds"], model_dir))
     return rows

@@ -6,6 +6,8 @@ request, so batching is the server's job), peak RSS of the server process, macro
 backend with the model's thresholds, and ratios against the baseline.
 
     .venv/bin/python benchmarks/bench_server.py --model-dir MODEL_DIR [--data DIR] [--limit 2000]
+    .venv/bin/python benchmarks/bench_server.py --model-dir MODEL_DIR --backends onnx-int8 \
+        --server-variant "int8, no length planning, no inline calls:onnx-int8:MLOPS_CALL_COST_TOKENS=1e9,MLOPS_INLINE_TEXTS=0"
 
 The baseline is what a plain Hugging Face setup serves: `pipeline("text-classification",
 top_k=None)` behind a minimal HTTP app, one request at a time, no batching, no ONNX.
@@ -110,11 +112,11 @@ class Server:
         threading.Thread(target=self._sample, daemon=True).start()
 
     @classmethod
-    def start(cls, argv: list[str], port: int) -> "Server":
-        """A server subprocess, once its /ping answers 200."""
+    def start(cls, argv: list[str], port: int, env: dict | None = None) -> "Server":
+        """A server subprocess (with `env` added to this process's environment), once its /ping answers 200."""
         import tempfile
 
-        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})}
         log = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would stall the server
         proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log)
         url = f"http://127.0.0.1:{port}"
@@ -124,11 +126,19 @@ class Server:
                 log.seek(0)
                 raise RuntimeError(f"server exited: {log.read().decode(errors='replace')[-2000:]}")
             try:
-                if requests.get(url + "/ping", timeout=2).status_code == 200:
+                ping = requests.get(url + "/ping", timeout=2)
+                if ping.status_code == 200:
                     break
+                if ping.status_code == 503 and '"failed"' in ping.text:  # our server: the model will not load
+                    proc.terminate()
+                    raise RuntimeError(f"server cannot serve: {ping.text[:1000]}")
             except requests.RequestException:
                 pass
             time.sleep(0.2)
+        else:
+            proc.terminate()
+            log.seek(0)
+            raise RuntimeError(f"server not ready after 300 s: {log.read().decode(errors='replace')[-2000:]}")
         return cls(proc, url)
 
     @classmethod
@@ -170,7 +180,8 @@ def latency(url: str, texts: list[str], n: int) -> tuple[float, float]:
         started = time.perf_counter()
         r = session.post(url + "/invocations", json={"inputs": texts[i % len(texts)]}, timeout=30)
         times.append(time.perf_counter() - started)
-        r.raise_for_status()
+        if r.status_code != 200:
+            raise RuntimeError(f"{url}/invocations answered {r.status_code}: {r.text[:500]}")
     return float(np.percentile(times, 50) * 1000), float(np.percentile(times, 99) * 1000)
 
 
@@ -210,6 +221,7 @@ def inprocess(model_dir: Path, texts: list[str], backends: list[str], threads: i
     """In-process speed per backend (no HTTP) against the arithmetic limit of this CPU, measured in the same run."""
     from arithmetic import int8_matmul_peak, mean_tokens, ops_per_text
 
+    from mlcore.batching import CALL_COST_TOKENS
     from mlcore.predictor import load_predictor
 
     config = json.loads((model_dir / "config.json").read_text())
@@ -224,12 +236,24 @@ def inprocess(model_dir: Path, texts: list[str], backends: list[str], threads: i
             predictor.predict_proba(texts, 32)
             passes.append(time.perf_counter() - started)
         tput = len(texts) / float(np.median(passes))
+        collected = {}  # 32 texts in arrival order per call, as the server's batcher hands them over
+        for name, cost in (("planned", predictor.call_cost_tokens), ("one_call", 1e12)):
+            predictor.call_cost_tokens, passes = cost, []
+            for _ in range(3):
+                started = time.perf_counter()
+                for start in range(0, len(texts), 32):
+                    predictor.predict_proba(texts[start : start + 32], 32)
+                passes.append(time.perf_counter() - started)
+            collected[name] = len(texts) / float(np.median(passes))
+        predictor.call_cost_tokens = collected_cost = float(CALL_COST_TOKENS)  # the default again, for b1 below
         single = []
         for text in texts[:200]:
             t0 = time.perf_counter()
             predictor.predict_proba([text])
             single.append(time.perf_counter() - t0)
-        rows.append({"backend": backend, "b32_texts_s": tput, "b1_p50_ms": float(np.median(single) * 1000)})
+        rows.append({"backend": backend, "b32_texts_s": tput, "b1_p50_ms": float(np.median(single) * 1000),
+                     "collected_planned_texts_s": collected["planned"], "collected_one_call_texts_s": collected["one_call"],
+                     "call_cost_tokens": collected_cost})
     tokens = mean_tokens(predictor.tokenizer, texts, predictor.max_length)
     limit = peak * 1e9 / ops_per_text(config, tokens)
     return {"threads": threads, "int8_peak_gops": peak, "mean_tokens": tokens, "ops_per_text": ops_per_text(config, tokens),
@@ -240,13 +264,17 @@ def print_inprocess(result: dict) -> None:
     print(f"\nin process, {result['threads']} threads, batch 32 (length-sorted, median of 3 passes after one): int8 matmul peak measured "
           f"{result['int8_peak_gops']:.0f} GOP/s; {result['mean_tokens']:.1f} tokens/text = "
           f"{result['ops_per_text'] / 1e9:.3f} GOP/text -> arithmetic limit {result['limit_texts_s']:.0f} texts/s")
-    print("| backend | texts/s b32 | share of the int8 limit | b1 p50 ms |\n| --- | --- | --- | --- |")
+    cost = result["rows"][0]["call_cost_tokens"] if result["rows"] else 0
+    print("| backend | texts/s b32 | share of the int8 limit | b1 p50 ms | texts/s, 32 in arrival order: cut by length "
+          f"(call cost {cost:g} tokens) | one call |\n| --- | --- | --- | --- | --- | --- |")
     for r in result["rows"]:
-        print(f"| {r['backend']} | {r['b32_texts_s']:.0f} | {r['share_of_limit']:.0%} | {r['b1_p50_ms']:.2f} |")
+        print(f"| {r['backend']} | {r['b32_texts_s']:.0f} | {r['share_of_limit']:.0%} | {r['b1_p50_ms']:.2f} "
+              f"| {r['collected_planned_texts_s']:.0f} | {r['collected_one_call_texts_s']:.0f} |")
 
 
-def start_server(backend: str, model_dir: Path, port: int, image_backend: str) -> Server:
-    """The server of one row: the baseline, the floor, the image stack (`image:<workers>`) or ours with `backend`."""
+def start_server(backend: str, model_dir: Path, port: int, image_backend: str, env: dict | None = None) -> Server:
+    """The server of one row: the baseline, the floor, the image stack (`image:<workers>`) or ours with `backend`
+    (and the settings in `env`)."""
     if backend == "baseline":
         return Server.start([sys.executable, "-c", BASELINE_APP, str(model_dir), str(port)], port)
     if backend == "floor":
@@ -255,7 +283,7 @@ def start_server(backend: str, model_dir: Path, port: int, image_backend: str) -
         return Server.start_image_stack(model_dir, image_backend, int(backend.split(":")[1]), port,
                                         Path(tempfile.mkdtemp(prefix="bench-image-")))
     return Server.start([sys.executable, "-m", "inference.server", "--model-dir", str(model_dir), "--host",
-                         "127.0.0.1", "--port", str(port), "--backend", backend], port)
+                         "127.0.0.1", "--port", str(port), "--backend", backend], port, env)
 
 
 def print_rows(rows: list[dict], what: str) -> None:
@@ -282,6 +310,16 @@ def print_rows(rows: list[dict], what: str) -> None:
               f"{best_p50['p50_ratio']:.2f}x (target <= {TARGET_P50}x, {best_p50['server']})")
 
 
+def parse_server_variant(text: str) -> tuple[str, str, dict]:
+    """`NAME:BACKEND:VAR=VALUE[,VAR=VALUE]` -> (row title, backend, env)."""
+    name, backend, settings = (["", ""] + text.rsplit(":", 2))[-3:]  # the name may hold a colon
+    pairs = [p.strip().partition("=") for p in settings.split(",") if p.strip()]
+    if not name.strip() or not backend.strip() or not pairs or any(not k or not sep for k, sep, _ in pairs):
+        sys.exit(f"--server-variant {text!r}: expected NAME:BACKEND:VAR=VALUE[,VAR=VALUE], e.g. "
+                 "'int8, no inline calls:onnx-int8:MLOPS_INLINE_TEXTS=0'")
+    return f"our server, {name.strip()}", backend.strip(), {k.strip(): v.strip() for k, _, v in pairs}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, required=True,
@@ -301,6 +339,9 @@ def main() -> int:
     parser.add_argument("--image-backend", default="onnx-int8", help="what the artifact served by the image carries")
     parser.add_argument("--inprocess-backends", default="onnx,onnx-int8",
                         help="backends measured in process against the arithmetic limit; empty = none")
+    parser.add_argument("--server-variant", action="append", default=[], metavar="NAME:BACKEND:VAR=VALUE[,VAR=VALUE]",
+                        help="one more row of our server: BACKEND with these settings (the server's env vars, e.g. "
+                             "MLOPS_INLINE_TEXTS=0); repeatable")
     parser.add_argument("--no-floor", dest="floor", action="store_false",
                         help="skip the HTTP floor row (the same HTTP stack answering a constant)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "server.json")
@@ -327,14 +368,16 @@ def main() -> int:
 
     rows = []
     cores = available_cores()
-    runs = [("transformers pipeline (baseline)", "baseline")] + [(f"our server, {b}", b) for b in args.backends.split(",")]
+    runs = [("transformers pipeline (baseline)", "baseline", {})]
+    runs += [(f"our server, {b}", b, {}) for b in filter(None, args.backends.split(","))]
+    runs += [parse_server_variant(v) for v in args.server_variant]
     runs += [(f"HF toolkit + MMS (image stack), {w} worker(s) x {max(1, cores // int(w))} thread(s), "
-              f"{args.image_backend}", f"image:{w}") for w in filter(None, args.image_workers.split(","))]
-    runs += [("HTTP floor: the same HTTP stack answering a constant, no model", "floor")] if args.floor else []
-    for title, backend in runs:
+              f"{args.image_backend}", f"image:{w}", {}) for w in filter(None, args.image_workers.split(","))]
+    runs += [("HTTP floor: the same HTTP stack answering a constant, no model", "floor", {})] if args.floor else []
+    for title, backend, env in runs:
         port = free_port(PORTS)
         print(f"- {title} ...", flush=True)
-        server = start_server(backend, model_dir, port, args.image_backend)
+        server = start_server(backend, model_dir, port, args.image_backend, env)
         try:
             p50, p99 = latency(server.url, data.texts, args.latency_requests)
             tput = {c: throughput(server.url, data.texts, c) for c in (1, 8, 32)}

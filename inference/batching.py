@@ -1,7 +1,9 @@
 """Dynamic batching of concurrent requests into model calls, with one request's failure kept to itself.
 
 Requests that arrive while the model is busy queue up and go together in the next call, so batching adds no
-latency at low load; `max_wait_ms` > 0 additionally waits for company. When a batched call raises, every
+latency at low load; `max_wait_ms` > 0 additionally waits for company. A call of at most `inline_texts` texts
+with nothing queued behind it runs on the event loop itself, sparing the two thread hand-offs (loop -> model
+thread -> loop) that a lone short request would otherwise wait for. When a batched call raises, every
 request of the batch is predicted again alone: a request fails only for its own input, never for another
 client's. At shutdown, `shed()` answers the requests still queued with a given error (the server's 503).
 """
@@ -20,9 +22,10 @@ log = logging.getLogger("inference.server")
 class Batcher:
     """Groups texts of concurrent requests into model calls (up to max_batch_size texts per call)."""
 
-    def __init__(self, predictor, max_batch_size: int, max_wait_ms: float, metrics):
+    def __init__(self, predictor, max_batch_size: int, max_wait_ms: float, metrics, inline_texts: int = 0):
         self.predictor, self.max_batch_size, self.max_wait_ms, self.metrics = (predictor, max_batch_size,
                                                                                max_wait_ms, metrics)
+        self.inline_texts = inline_texts
         self.queue: asyncio.Queue = asyncio.Queue()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self.task: asyncio.Task | None = None
@@ -57,6 +60,8 @@ class Batcher:
             await self._predict(loop, [item for item in items if not item[1].done()])
 
     async def _call(self, loop: asyncio.AbstractEventLoop, texts: list[str]) -> Any:
+        if len(texts) <= self.inline_texts and self.queue.empty():  # the model is idle: this call is all there is
+            return self.predictor.predict_proba(texts, self.max_batch_size)
         return await loop.run_in_executor(self.executor, self.predictor.predict_proba, texts, self.max_batch_size)
 
     async def _predict(self, loop: asyncio.AbstractEventLoop, items: list) -> None:

@@ -35,6 +35,7 @@ from inference.batching import Batcher
 from inference.capture import CaptureConfig, CaptureWriter, capture_record
 from inference.metrics import ServerMetrics
 from mlcore import handler as handlers
+from mlcore.batching import CALL_COST_TOKENS
 from mlcore.config import env_value, field_default
 from mlcore.predictor import Predictor
 
@@ -57,12 +58,24 @@ class ServerConfig:
     backend: str = field(default="auto", metadata={"env": "MLOPS_BACKEND"})
     max_batch_size: int = field(default=32, metadata={"env": "MLOPS_MAX_BATCH_SIZE"})
     max_wait_ms: float = field(default=0.0, metadata={"env": "MLOPS_MAX_WAIT_MS"})
+    # a model call of at most this many texts, with nothing queued, runs on the event loop (inference/batching.py)
+    inline_texts: int = field(default=1, metadata={"env": "MLOPS_INLINE_TEXTS"})
+    # one more model call's cost in padded tokens, for cutting a batch by length (mlcore/batching.py:plan_batches)
+    call_cost_tokens: float = field(default=float(CALL_COST_TOKENS), metadata={"env": "MLOPS_CALL_COST_TOKENS"})
     max_payload_bytes: int = field(default=MAX_PAYLOAD_BYTES, metadata={"env": "MLOPS_MAX_PAYLOAD_BYTES"})
     num_threads: int = field(default=0, metadata={"env": "MLOPS_NUM_THREADS"})
     endpoint_name: str = field(default="local-endpoint", metadata={"env": "MLOPS_ENDPOINT_NAME"})
     capture_dir: str = field(default="", metadata={"env": "MLOPS_CAPTURE_DIR"})
     capture_sample_percent: float = field(default=100.0, metadata={"env": "MLOPS_CAPTURE_SAMPLE_PERCENT"})
     graceful_timeout_s: int = field(default=30, metadata={"env": "MLOPS_GRACEFUL_TIMEOUT"})
+
+    def __post_init__(self) -> None:
+        minimum = {"max_batch_size": 1, "max_wait_ms": 0, "inline_texts": 0, "call_cost_tokens": 0,
+                   "max_payload_bytes": 1, "num_threads": 0, "graceful_timeout_s": 0}
+        for f in fields(self):
+            if f.name in minimum and getattr(self, f.name) < minimum[f.name]:
+                raise ValueError(f"{f.name} ({f.metadata['env']}) must be >= {minimum[f.name]}, got "
+                                 f"{getattr(self, f.name)!r}")
 
     @classmethod
     def from_env(cls, **overrides) -> ServerConfig:
@@ -88,6 +101,7 @@ class ModelState:
             started = time.time()
             kwargs = {"num_threads": self.config.num_threads} if self.config.num_threads else {}
             predictor = load_predictor(self.config.model_dir, backend=self.config.backend, **kwargs)
+            predictor.call_cost_tokens = self.config.call_cost_tokens
             predictor.predict_proba(["warm up the model", "and a second, somewhat longer text to warm up"] * 4)
             self.predictor = predictor
             self.ready.set()
@@ -206,7 +220,7 @@ class _Service:
         self.metrics.texts_per_request.observe(len(texts))
         if self.batcher is None:
             self.batcher = Batcher(self.state.predictor, self.config.max_batch_size, self.config.max_wait_ms,
-                                   self.metrics)
+                                   self.metrics, self.config.inline_texts)
             self.batcher.start()
         probabilities = await self.batcher.predict(texts)
         predictions = handlers.split_results(requests, probabilities, self.state.predictor)
@@ -272,7 +286,11 @@ def parse_args(argv=None) -> ServerConfig:
     parser.add_argument("--backend", help="auto | torch | torch-bf16 | onnx | onnx-int8")
     parser.add_argument("--max-batch-size", type=int)
     parser.add_argument("--max-wait-ms", type=float)
+    parser.add_argument("--inline-texts", type=int,
+                        help="calls of at most this many texts with nothing queued run on the event loop (0 = never)")
     parser.add_argument("--num-threads", type=int)
+    parser.add_argument("--call-cost-tokens", type=float,
+                        help="one more model call's cost in padded tokens when a batch is cut by length")
     parser.add_argument("--endpoint-name")
     parser.add_argument("--capture-dir", help="write SageMaker data capture JSONL here")
     parser.add_argument("--capture-sample-percent", type=float)
@@ -311,7 +329,12 @@ def _run(config: ServerConfig) -> None:
 
 
 def main(argv=None) -> int:
-    serve(parse_args(argv))
+    try:
+        config = parse_args(argv)
+    except ValueError as exc:  # a setting out of range or of the wrong type, from a flag or an env var
+        print(f"inference.server: {exc}", file=sys.stderr)
+        return 2
+    serve(config)
     return 0
 
 

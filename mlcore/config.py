@@ -93,6 +93,10 @@ class TrainingConfig:
     max_steps: int = field(default=0, metadata={"help": "stop after this many optimizer steps; 0 = no limit"})
     eval_every_steps: int = field(default=0, metadata={"help": "validate every N steps; 0 = once per epoch"})
     threshold_grid: int = field(default=37, metadata={"help": "candidate thresholds tried per label"})
+    threshold_shrink: float = field(default=0.0, metadata={"help": "pull each label's threshold toward the one best "
+                                                                      "for all labels, weight k/(positives+k); 0 = "
+                                                                      "per-label only; negative = k chosen by 2-fold "
+                                                                      "cross-validation on validation"})
     max_train_rows: int = field(default=0, metadata={"help": "use only the first N training rows; 0 = all"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 

@@ -22,8 +22,9 @@ from typing import Sequence
 
 import numpy as np
 
+from mlcore.batching import CALL_COST_TOKENS, TokenEncoder
 from mlcore.modeling import available_cores
-from mlcore.predictor import SERVING_FILE, ModelInfo, length_sorted_batches
+from mlcore.predictor import SERVING_FILE, ModelInfo, planned_batches
 
 logger = logging.getLogger(__name__)
 
@@ -120,23 +121,14 @@ class OnnxPredictor:
         info = ModelInfo.read(self.model_dir)
         self.label_names, self.thresholds, self.max_length = info.label_names, info.thresholds, info.max_length
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        self.encoder, self.call_cost_tokens = TokenEncoder(self.tokenizer, self.max_length), float(CALL_COST_TOKENS)
         self.session = open_session(ort, path, num_threads)
         self.inputs = {i.name for i in self.session.get_inputs()}
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         out = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
-        batches = length_sorted_batches(texts, batch_size)
-        if progress:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(batches, desc="predict", unit="batch")
-        for idx in batches:
-            enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length,
-                                 return_tensors="np")
-            feed = {k: v.astype(np.int64) for k, v in enc.items() if k in self.inputs}
-            if "token_type_ids" in self.inputs and "token_type_ids" not in feed:
-                feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
-            logits = self.session.run(["logits"], feed)[0]
+        for idx, batch in planned_batches(self.encoder, texts, batch_size, progress, self.call_cost_tokens):
+            logits = self.session.run(["logits"], {k: v for k, v in batch.items() if k in self.inputs})[0]
             out[idx] = 1.0 / (1.0 + np.exp(-logits))
         return out
 

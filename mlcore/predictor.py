@@ -17,6 +17,8 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from mlcore.batching import CALL_COST_TOKENS, TokenEncoder, pad_batch, plan_batches
+
 THRESHOLDS_FILE = "thresholds.json"
 SERVING_FILE = "serving.json"
 # The weight files each backend loads (glob patterns in the model directory); every other file of a
@@ -92,15 +94,24 @@ class Predictor(Protocol):
     label_names: list[str]
     thresholds: np.ndarray
     max_length: int
+    call_cost_tokens: float  # what one more model call costs in padded tokens (mlcore.batching.plan_batches)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Probabilities, shape (len(texts), len(label_names)), in the order of `texts`."""
 
 
-def length_sorted_batches(texts: Sequence[str], batch_size: int) -> list[np.ndarray]:
-    """Index batches of texts of similar length, so padding is minimal."""
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+def planned_batches(encoder: TokenEncoder, texts: Sequence[str], batch_size: int, progress: bool = False,
+                    call_cost_tokens: float = CALL_COST_TOKENS):
+    """(row indices, padded int64 arrays) per model call: `texts` tokenized once, unpadded, then cut into calls of
+    at most `batch_size` rows by token length (`plan_batches`), each padded to its longest row."""
+    ids = encoder(texts)
+    plan = plan_batches([len(x) for x in ids], batch_size, call_cost_tokens)
+    if progress:
+        from tqdm.auto import tqdm
+
+        plan = tqdm(plan, desc="predict", unit="batch")
+    for idx in plan:
+        yield idx, pad_batch([ids[i] for i in idx], encoder.pad_id)
 
 
 class TorchPredictor:
@@ -116,6 +127,8 @@ class TorchPredictor:
         info = ModelInfo.read(self.model_dir)
         self.label_names, self.thresholds, self.max_length = info.label_names, info.thresholds, info.max_length
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        self.encoder, self.call_cost_tokens = TokenEncoder(self.tokenizer, self.max_length), float(CALL_COST_TOKENS)
+        self.inputs = set(self.tokenizer.model_input_names)  # e.g. no token_type_ids for DistilBERT
         torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
         self.model = AutoModelForSequenceClassification.from_pretrained(self.model_dir, dtype=torch_dtype).eval()
         self._torch = torch
@@ -123,18 +136,10 @@ class TorchPredictor:
     def predict_proba(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         torch = self._torch
         out = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
-        batches = length_sorted_batches(texts, batch_size)
-        if progress:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(batches, desc="predict", unit="batch")
         with torch.inference_mode():
-            for idx in batches:
-                enc = self.tokenizer(
-                    [texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length,
-                    return_tensors="pt",
-                )
-                logits = self.model(**enc).logits.float()
+            for idx, batch in planned_batches(self.encoder, texts, batch_size, progress, self.call_cost_tokens):
+                inputs = {k: torch.from_numpy(v) for k, v in batch.items() if k in self.inputs}
+                logits = self.model(**inputs).logits.float()
                 out[idx] = torch.sigmoid(logits).numpy()
         return out
 

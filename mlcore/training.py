@@ -36,7 +36,7 @@ from mlcore.batching import collate, encode, length_grouped_batches, scoring_bat
 from mlcore.config import TrainingConfig
 from mlcore.datasets import LabeledTexts
 from mlcore.losses import get_loss
-from mlcore.metrics import quick_scores, tune_thresholds
+from mlcore.metrics import fit_thresholds, quick_scores
 from mlcore.modeling import choose_device_and_precision, load_classifier, make_optimizer, use_fast_training_attention
 from mlcore.predictor import ModelInfo
 from mlcore.threads import configure_threads
@@ -292,10 +292,10 @@ class _Trainer:
         probs, val_loss = predict_probabilities(self.scored_model(), data.val_ids, self.pad_id,
                                                 self.cfg.eval_batch_size, self.device, self.precision, data.y_val,
                                                 self.rank, self.world, gather_object)
-        thresholds = tune_thresholds(data.y_val, probs, grid=np.linspace(0.05, 0.95, self.cfg.threshold_grid))
+        thresholds, shrink = fit_thresholds(data.y_val, probs, self.threshold_grid(), self.cfg.threshold_shrink)
         scores = quick_scores(data.y_val, probs, thresholds)
         record.update({"eval_loss": val_loss, "eval_f1_macro_at_0.5": quick_scores(data.y_val, probs, 0.5)["f1_macro"],
-                       **{f"eval_{k}": v for k, v in scores.items()}})
+                       **{f"eval_{k}": v for k, v in scores.items()}, "threshold_shrink": shrink})
         self.progress.history.append(record)
         self._log_epoch(record)
         f1 = scores["f1_macro"] if scores["f1_macro"] is not None else 0.0
@@ -352,12 +352,15 @@ class _Trainer:
         model.to("cpu")
         probs, _ = predict_probabilities(model, data.val_ids, self.pad_id, self.cfg.eval_batch_size,
                                          torch.device("cpu"), "fp32")
-        thresholds = tune_thresholds(data.y_val, probs, grid=np.linspace(0.05, 0.95, self.cfg.threshold_grid))
+        thresholds, shrink = fit_thresholds(data.y_val, probs, self.threshold_grid(), self.cfg.threshold_shrink)
         model_dir.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(model_dir)
         self.tokenizer.save_pretrained(model_dir)
         ModelInfo(label_names, thresholds.astype(np.float32), self.cfg.max_length).write(model_dir)
-        return thresholds, quick_scores(data.y_val, probs, thresholds)
+        return thresholds, {**quick_scores(data.y_val, probs, thresholds), "threshold_shrink": shrink}
+
+    def threshold_grid(self) -> np.ndarray:
+        return np.linspace(0.05, 0.95, self.cfg.threshold_grid)
 
 
 def _rate_override(rate: float) -> float | None:

@@ -122,8 +122,13 @@ def test_asymmetric_loss_no_dropout_and_layer_decay_still_learn_the_task(tmp_pat
     from mlcore.predictor import load_predictor
 
     proc, model_dir = run_train(tmp_path, tiny_base_model, ["--loss", "asl", "--dropout", "0",
-                                                            "--layer-lr-decay", "0.8"])
+                                                            "--layer-lr-decay", "0.8", "--threshold-shrink", "-1"])
     assert proc.returncode == 0, proc.stderr[-3000:]
+    from mlcore.metrics import SHRINK_CANDIDATES
+
+    summary = json.loads((model_dir / "training_summary.json").read_text())
+    assert summary["validation"]["threshold_shrink"] in SHRINK_CANDIDATES  # chosen by cross-validation
+    assert all(h["threshold_shrink"] in SHRINK_CANDIDATES for h in summary["history"])
     config = json.loads((model_dir / "config.json").read_text())
     assert config["hidden_dropout_prob"] == 0 and config["attention_probs_dropout_prob"] == 0
     assert "attention=eager" in proc.stdout + proc.stderr  # no attention dropout: the faster kernel on CPU

@@ -8,6 +8,8 @@ import pytest
 from sklearn import metrics as skm
 
 from mlcore.metrics import (
+    choose_threshold_shrink,
+    fit_thresholds,
     label_confusion,
     multilabel_report,
     quick_scores,
@@ -211,3 +213,54 @@ def test_roc_curves_match_sklearn_auc_and_skip_undefined_labels():
     assert full["a"]["fpr"] == pytest.approx(fpr.tolist(), abs=1e-5)
     assert full["a"]["tpr"] == pytest.approx(tpr.tolist(), abs=1e-5)
     json.dumps(curves, allow_nan=False)
+
+
+def shared_noise_scores(rows: int, positives: list[int], seed: int, shifts: list[float] | None = None):
+    """Labels scored by one noise model (positives ~ N(0.6 + shift, 0.15), negatives ~ N(0.2, 0.15)): the best
+    threshold of every label is the same unless `shifts` moves a label's positives."""
+    rng = np.random.default_rng(seed)
+    shifts = shifts or [0.0] * len(positives)
+    y = np.zeros((rows, len(positives)), dtype=int)
+    prob = rng.normal(0.2, 0.15, size=y.shape)
+    for j, (n, shift) in enumerate(zip(positives, shifts)):
+        hit = rng.choice(rows, n, replace=False)
+        y[hit, j] = 1
+        prob[hit, j] = rng.normal(0.6 + shift, 0.15, size=n)
+    return y, np.clip(prob, 0, 1).astype(np.float32)
+
+
+def test_shrink_pulls_a_rare_label_toward_the_shared_threshold_by_its_positives():
+    y, prob = shared_noise_scores(4000, [800, 6], seed=1)
+    grid = np.linspace(0.05, 0.95, 37)
+    own = tune_thresholds(y, prob, grid)
+    f1 = {t: np.mean([skm.f1_score(y[:, j], prob[:, j] >= t) for j in range(2)]) for t in grid}
+    shared = max(f1, key=lambda t: (f1[t], -abs(t - 0.5)))
+    shrunk = tune_thresholds(y, prob, grid, shrink=20)
+    for j, positives in enumerate((800, 6)):
+        weight = positives / (positives + 20)
+        assert shrunk[j] == pytest.approx(weight * own[j] + (1 - weight) * shared, abs=1e-6)
+    assert abs(shrunk[0] - own[0]) < 0.01  # 800 positives: its own threshold
+    assert abs(shrunk[1] - shared) < abs(own[1] - shared) / 3 or own[1] == pytest.approx(shared)
+    assert (tune_thresholds(y, prob, grid, shrink=0) == own).all()
+
+
+def test_cross_validation_shrinks_noisy_rare_labels_and_keeps_well_supported_different_ones():
+    grid = np.linspace(0.05, 0.95, 37)
+    y, prob = shared_noise_scores(3000, [8] * 12, seed=2)  # one noise model, few positives per label
+    k, own = choose_threshold_shrink(y, prob, grid), tune_thresholds(y, prob, grid)
+    assert k > 0
+    fresh_y, fresh_prob = shared_noise_scores(30000, [80] * 12, seed=3)  # the same labels, new data
+    assert quick_scores(fresh_y, fresh_prob, tune_thresholds(y, prob, grid, shrink=k))["f1_macro"] > \
+        quick_scores(fresh_y, fresh_prob, own)["f1_macro"]
+    # many positives and truly different optima (positives shifted by -0.25 .. +0.25): each its own threshold
+    y, prob = shared_noise_scores(6000, [1500] * 4, seed=4, shifts=[-0.25, -0.1, 0.1, 0.25])
+    assert choose_threshold_shrink(y, prob, grid) <= 5
+
+
+def test_fit_thresholds_uses_a_fixed_shrink_or_chooses_one():
+    y, prob = shared_noise_scores(2000, [5, 300, 40], seed=5)
+    grid = np.linspace(0.05, 0.95, 37)
+    thresholds, k = fit_thresholds(y, prob, grid, shrink=-1)
+    assert k == choose_threshold_shrink(y, prob, grid) and (thresholds == tune_thresholds(y, prob, grid, shrink=k)).all()
+    assert fit_thresholds(y, prob, grid, shrink=0)[1] == 0.0
+    assert (fit_thresholds(y, prob, grid, shrink=0)[0] == tune_thresholds(y, prob, grid)).all()
