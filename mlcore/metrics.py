@@ -112,9 +112,10 @@ def choose_threshold_shrink(y_true, y_prob, grid: Sequence[float] | np.ndarray |
     """The shrink (of `candidates`, see tune_thresholds) whose thresholds, tuned on one half of the validation rows,
     score the best macro-F1 on the other half: 2-fold cross-validation, repeated `repeats` times with other halves.
 
-    Validation alone decides, so the test split is still scored once. On GoEmotions (MiniLM, 3 epochs, three
-    models; benchmarks/bench_thresholds.py) the shrink it chose moved test macro-F1 by +0.0013, +0.0075 and
-    -0.0025 against per-label thresholds: not a reliable gain, so TrainingConfig.threshold_shrink defaults to 0.
+    Validation alone decides, so the test split is still scored once. On GoEmotions (MiniLM, 3 epochs, five
+    models; benchmarks/bench_thresholds.py) the shrink it chose moved test macro-F1 by +0.0013, +0.0075,
+    -0.0025, +0.0041 and -0.0054 against per-label thresholds: not a reliable gain, so
+    TrainingConfig.threshold_shrink defaults to 0.
     """
     y_true, y_prob = _binary(y_true).astype(bool), np.asarray(y_prob, dtype=np.float32)
     if len(y_true) < 4:
