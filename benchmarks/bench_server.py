@@ -221,7 +221,6 @@ def inprocess(model_dir: Path, texts: list[str], backends: list[str], threads: i
     """In-process speed per backend (no HTTP) against the arithmetic limit of this CPU, measured in the same run."""
     from arithmetic import int8_matmul_peak, mean_tokens, ops_per_text
 
-    from mlcore.batching import CALL_COST_TOKENS
     from mlcore.predictor import load_predictor
 
     config = json.loads((model_dir / "config.json").read_text())
@@ -237,7 +236,8 @@ def inprocess(model_dir: Path, texts: list[str], backends: list[str], threads: i
             passes.append(time.perf_counter() - started)
         tput = len(texts) / float(np.median(passes))
         collected = {}  # 32 texts in arrival order per call, as the server's batcher hands them over
-        for name, cost in (("planned", predictor.call_cost_tokens), ("one_call", 1e12)):
+        planned_cost = predictor.call_cost_tokens
+        for name, cost in (("planned", planned_cost), ("one_call", 1e12)):
             predictor.call_cost_tokens, passes = cost, []
             for _ in range(3):
                 started = time.perf_counter()
@@ -245,7 +245,7 @@ def inprocess(model_dir: Path, texts: list[str], backends: list[str], threads: i
                     predictor.predict_proba(texts[start : start + 32], 32)
                 passes.append(time.perf_counter() - started)
             collected[name] = len(texts) / float(np.median(passes))
-        predictor.call_cost_tokens = collected_cost = float(CALL_COST_TOKENS)  # the default again, for b1 below
+        predictor.call_cost_tokens = planned_cost  # the predictor's own again, for b1 below
         single = []
         for text in texts[:200]:
             t0 = time.perf_counter()
@@ -253,7 +253,7 @@ def inprocess(model_dir: Path, texts: list[str], backends: list[str], threads: i
             single.append(time.perf_counter() - t0)
         rows.append({"backend": backend, "b32_texts_s": tput, "b1_p50_ms": float(np.median(single) * 1000),
                      "collected_planned_texts_s": collected["planned"], "collected_one_call_texts_s": collected["one_call"],
-                     "call_cost_tokens": collected_cost})
+                     "call_cost_tokens": planned_cost})
     tokens = mean_tokens(predictor.tokenizer, texts, predictor.max_length)
     limit = peak * 1e9 / ops_per_text(config, tokens)
     return {"threads": threads, "int8_peak_gops": peak, "mean_tokens": tokens, "ops_per_text": ops_per_text(config, tokens),

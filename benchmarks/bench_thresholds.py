@@ -19,6 +19,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_quality import rows_from  # noqa: E402
 
 from mlcore.datasets import read_split  # noqa: E402
 from mlcore.metrics import choose_threshold_shrink, quick_scores, tune_thresholds  # noqa: E402
@@ -29,13 +32,8 @@ FIXED = (10.0, 40.0, 160.0)
 
 
 def models_of(out: Path) -> list[tuple[str, Path, Path]]:
-    """(row name, model dir, data dir) of each row of a bench_quality run."""
-    rows = [r for r in json.loads((out / "summary.json").read_text()) if "name" in r]
-    found = []
-    for r in rows:
-        model = Path(r["model_path"]) if r.get("model_path") else out / r.get("folder", "current") / "model"
-        found.append((f"{out.name}: {r['name']}", model, out / "data"))
-    return found
+    """(row name, model dir, data dir) of each row of a bench_quality run (its `rows_from`)."""
+    return [(f"{out.name}: {r['name']}", r["model_dir"], out / "data") for r in rows_from(out)]
 
 
 def score(name: str, model_dir: Path, data_dir: Path) -> dict:
