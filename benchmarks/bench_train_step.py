@@ -8,6 +8,10 @@ a target for N epochs needs: the step time it allows, and the time the matmuls a
 
     .venv/bin/python benchmarks/bench_train_step.py                       # GoEmotions, MiniLM, batch 32, 3 epochs
     .venv/bin/python benchmarks/bench_train_step.py --data DIR --base-model PATH --target-minutes 10
+    .venv/bin/python benchmarks/bench_train_step.py --variant "frozen word embeddings:freeze_word_embeddings=true"
+
+Each `--variant NAME:ARG=VALUE[,...]` (bench_quality.py's syntax, training hyperparameters) adds a row: the step
+with those settings, at the first precision.
 
 Run it alone on the machine: it measures time.
 """
@@ -28,30 +32,36 @@ GOEMOTIONS = REPO.parent / "shared" / "datasets" / "goemotions"
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm")
 
 
-def matmul_peak(threads: int, dtype: str) -> float:
-    """GFLOP/s of torch's matmul in `dtype` on FFN-shaped matrices (bf16 from arithmetic.py; fp32 the same way)."""
+def matmul_peak(threads: int, dtype: str, tries: int = 3) -> float:
+    """GFLOP/s of torch's matmul in `dtype` on FFN-shaped matrices (bf16 from arithmetic.py; fp32 the same way), the
+    best of `tries` one-second measurements: a peak, so a second the VM's host took elsewhere must not lower it."""
     import torch
     from arithmetic import _timed, bf16_matmul_peak
 
-    if dtype == "bf16":
-        return bf16_matmul_peak(threads)
-    torch.set_num_threads(threads)
-    a, b = torch.randn(1024, 384), torch.randn(384, 1536)
-    count, seconds = _timed(lambda: a @ b)
-    return 2.0 * 1024 * 384 * 1536 * count / seconds / 1e9
+    def once() -> float:
+        if dtype == "bf16":
+            return bf16_matmul_peak(threads)
+        torch.set_num_threads(threads)
+        a, b = torch.randn(1024, 384), torch.randn(384, 1536)
+        count, seconds = _timed(lambda: a @ b)
+        return 2.0 * 1024 * 384 * 1536 * count / seconds / 1e9
+
+    return max(once() for _ in range(tries))
 
 
-def measure(precision: str, args, train, threads: int) -> dict:
-    """ms per step (min over repeats of `steps` steps) and the profiled split of a step, for one precision."""
+def measure(name: str, precision: str, extra: list[str], args, train, threads: int) -> dict:
+    """ms per step (min over repeats of `steps` steps) and the profiled split of a step, for one precision and
+    `extra` train.py flags."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     from mlcore.batching import length_grouped_batches
-    from mlcore.config import TrainingConfig
+    from mlcore.config import TrainingConfig, parse_config
     from mlcore.training import _accelerator, _Trainer, seed_everything
 
-    cfg = TrainingConfig(base_model=args.base_model, batch_size=args.batch_size, max_length=args.max_length,
-                         precision=precision, progress=False)
+    cfg = parse_config(TrainingConfig, ["--base-model", args.base_model, "--batch-size", str(args.batch_size),
+                                        "--max-length", str(args.max_length), "--precision", precision,
+                                        "--progress", "false", *extra])
     seed_everything(cfg.seed)
     trainer = _Trainer(cfg, train.label_names, _accelerator("cpu"), precision)
     data = trainer.encode(train, train)
@@ -82,7 +92,7 @@ def measure(precision: str, args, train, threads: int) -> dict:
     padded = float(np.mean(tokens[-args.profile_steps:]))
     del trainer
     torch.set_num_threads(threads)
-    return {"precision": precision, "ms_per_step": min(runs) * 1000, "runs_ms": [r * 1000 for r in runs],
+    return {"name": name, "precision": precision, "ms_per_step": min(runs) * 1000, "runs_ms": [r * 1000 for r in runs],
             "profiled_ms_per_step": total_us / 1000 / args.profile_steps,
             "matmul_ms_per_step": matmul_us / 1000 / args.profile_steps, "matmul_share": matmul_us / total_us,
             "profiled_padded_tokens": padded, "epoch_padded_tokens": epoch_padded, "top_ops": top}
@@ -100,12 +110,14 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--profile-steps", type=int, default=10)
     parser.add_argument("--top", type=int, default=8, help="operators listed per precision")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:ARG=VALUE[,ARG=VALUE]")
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--target-minutes", type=float, default=10.0, help="the training-time target to size")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "train-step.json")
     args = parser.parse_args()
 
     from arithmetic import ops_per_text
+    from bench_quality import extra_train_args, parse_variant
 
     from mlcore.config import TrainingConfig
     from mlcore.datasets import load_source
@@ -128,10 +140,16 @@ def main() -> int:
     print(f"{len(train.texts)} training texts, batch {args.batch_size}: {total_steps} steps for {args.epochs:g} epochs; "
           f"{args.target_minutes:g} min allows {budget_ms:.0f} ms per step (validation and export not counted); "
           f"{threads} threads", flush=True)
-    rows = []
-    for precision in precisions:
-        peak = matmul_peak(threads, precision)
-        row = measure(precision, args, train, threads)
+    runs = [(p, p, []) for p in precisions]
+    for text in args.variant:
+        name, pairs = parse_variant(text)
+        runs.append((name, precisions[0], extra_train_args(pairs)))
+    rows, peaks = [], {}
+    for name, precision, extra in runs:
+        if precision not in peaks:
+            peaks[precision] = matmul_peak(threads, precision)
+        peak = peaks[precision]
+        row = measure(name, precision, extra, args, train, threads)
         flops = 3 * ops_per_text(config, row["profiled_padded_tokens"]) * args.batch_size
         row.update({"peak_gflops": peak, "matmul_gflops": flops / (row["matmul_ms_per_step"] / 1000) / 1e9,
                     "matmul_at_peak_ms": flops / (peak * 1e9) * 1000,
@@ -139,20 +157,20 @@ def main() -> int:
         epoch_flops = 3 * ops_per_text(config, row["epoch_padded_tokens"]) * args.batch_size * total_steps
         row["epochs_matmul_at_peak_minutes"] = epoch_flops / (peak * 1e9) / 60
         rows.append(row)
-        print(f"{precision}: {row['ms_per_step']:.0f} ms/step (repeats {', '.join(f'{r:.0f}' for r in row['runs_ms'])})",
+        print(f"{name}: {row['ms_per_step']:.0f} ms/step (repeats {', '.join(f'{r:.0f}' for r in row['runs_ms'])})",
               flush=True)
     base = rows[0]["ms_per_step"]
-    print(f"\n| precision | ms/step | vs {rows[0]['precision']} | {args.epochs:g} epochs at this rate | matmuls ms/step "
+    print(f"\n| step | ms/step | vs {rows[0]['name']} | {args.epochs:g} epochs at this rate | matmuls ms/step "
           "(profiled) | share of the step | matmul GFLOP/s | peak GFLOP/s (this run) | matmuls alone at the peak "
           "| everything else (profiled) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         other = r["profiled_ms_per_step"] - r["matmul_ms_per_step"]
-        print(f"| {r['precision']} | {r['ms_per_step']:.0f} | {r['ms_per_step'] / base:.2f}x | "
+        print(f"| {r['name']} | {r['ms_per_step']:.0f} | {r['ms_per_step'] / base:.2f}x | "
               f"{r['epochs_minutes']:.1f} min | {r['matmul_ms_per_step']:.0f} | {r['matmul_share']:.0%} | "
               f"{r['matmul_gflops']:.0f} | {r['peak_gflops']:.0f} | {r['matmul_at_peak_ms']:.0f} ms | {other:.0f} ms |")
     for r in rows:
-        print(f"\n{r['precision']}, operators by self time (profiled, {r['profiled_padded_tokens']:.1f} padded tokens "
+        print(f"\n{r['name']}, operators by self time (profiled, {r['profiled_padded_tokens']:.1f} padded tokens "
               "per row): " + ", ".join(f"{k} {share:.0%}" for k, share in r["top_ops"]))
     best = min(rows, key=lambda r: r["matmul_at_peak_ms"])
     print(f"\n{args.target_minutes:g} min needs <= {budget_ms:.0f} ms per step; the matmuls alone at the {best['precision']} "
