@@ -3,6 +3,7 @@
 - `int8_matmul_peak(threads)`: ONNX Runtime's MatMulInteger (the op of the int8 graph) on FFN-shaped
   matrices, in GOP/s;
 - `bf16_matmul_peak(threads)`: torch's bf16 matmul (what training runs under autocast), in GFLOP/s;
+  `torch_matmul_peak(threads, dtype)` the same for fp32;
 - `ops_per_text(config, tokens)`: multiply-adds x 2 of one forward pass over `tokens` tokens
   (projections, FFN, attention scores and mix; embeddings are lookups and cost nothing here).
 
@@ -44,15 +45,20 @@ def int8_matmul_peak(threads: int, m: int = 1024, k: int = 384, n: int = 1536) -
     return 2.0 * m * k * n * count / seconds / 1e9
 
 
-def bf16_matmul_peak(threads: int, m: int = 1024, k: int = 384, n: int = 1536) -> float:
-    """GFLOP/s of a bf16 matmul in torch with `threads` threads."""
+def torch_matmul_peak(threads: int, dtype: str, m: int = 1024, k: int = 384, n: int = 1536) -> float:
+    """GFLOP/s of a torch matmul in `dtype` ("bf16" or "fp32") with `threads` threads."""
     import torch
 
     torch.set_num_threads(threads)
-    a = torch.randn(m, k, dtype=torch.bfloat16)
-    b = torch.randn(k, n, dtype=torch.bfloat16)
+    kind = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+    a, b = torch.randn(m, k, dtype=kind), torch.randn(k, n, dtype=kind)
     count, seconds = _timed(lambda: a @ b)
     return 2.0 * m * k * n * count / seconds / 1e9
+
+
+def bf16_matmul_peak(threads: int) -> float:
+    """GFLOP/s of a bf16 matmul in torch with `threads` threads."""
+    return torch_matmul_peak(threads, "bf16")
 
 
 def mean_tokens(tokenizer, texts: list[str], max_length: int) -> float:

@@ -16,7 +16,6 @@ Run it alone on the machine: it measures time.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -29,21 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 GOEMOTIONS = REPO.parent / "shared" / "datasets" / "goemotions"
 VARIANTS = {"all": None, "matmul": ["MatMul"]}
-
-
-def unfused_graph(raw: Path, dest: Path, config: dict) -> None:
-    """The export optimised as the packaging does it, but with attention left as MatMuls (static QDQ has no Attention)."""
-    from onnxruntime.transformers import optimizer
-    from onnxruntime.transformers.fusion_options import FusionOptions
-
-    from mlcore.onnx_backend import UNFUSED_EXPORT
-
-    options = FusionOptions("bert")
-    for name, value in {**UNFUSED_EXPORT, "enable_attention": False}.items():
-        setattr(options, name, value)
-    optimizer.optimize_model(str(raw), model_type="bert", num_heads=config["num_attention_heads"],
-                             hidden_size=config["hidden_size"], opt_level=1,
-                             optimization_options=options).save_model_to_file(str(dest))
 
 
 def quantize_static_graph(src: Path, dest: Path, batches: list[dict], op_types) -> float:
@@ -120,13 +104,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "model"
         shutil.copytree(args.model_dir, work, ignore=shutil.ignore_patterns("code", "*.onnx"))
-        config = json.loads((work / "config.json").read_text())
         raw = Path(tmp) / "raw.onnx"
         _export(work, raw)
         shutil.copy(raw, work / FP32_FILE)
         _optimise(work / FP32_FILE, work)
         _quantise(work / FP32_FILE, work / INT8_FILE)
-        unfused_graph(raw, Path(tmp) / "unfused.onnx", config)
+        shutil.copy(raw, Path(tmp) / "unfused.onnx")
+        _optimise(Path(tmp) / "unfused.onnx", work, fuse_attention=False)
         encoder = OnnxPredictor(work, FP32_FILE, num_threads=threads).encoder
         validation = splits["validation"].texts
         pick = np.random.default_rng(0).choice(len(validation), min(args.calibration_texts, len(validation)),

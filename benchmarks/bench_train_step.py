@@ -33,26 +33,16 @@ MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm")
 
 
 def matmul_peak(threads: int, dtype: str, tries: int = 3) -> float:
-    """GFLOP/s of torch's matmul in `dtype` on FFN-shaped matrices (bf16 from arithmetic.py; fp32 the same way), the
-    best of `tries` one-second measurements: a peak, so a second the VM's host took elsewhere must not lower it."""
-    import torch
-    from arithmetic import _timed, bf16_matmul_peak
+    """GFLOP/s of torch's matmul in `dtype` on FFN-shaped matrices (arithmetic.py), the best of `tries` one-second
+    measurements: a peak, so a second the VM's host took elsewhere must not lower it."""
+    from arithmetic import torch_matmul_peak
 
-    def once() -> float:
-        if dtype == "bf16":
-            return bf16_matmul_peak(threads)
-        torch.set_num_threads(threads)
-        a, b = torch.randn(1024, 384), torch.randn(384, 1536)
-        count, seconds = _timed(lambda: a @ b)
-        return 2.0 * 1024 * 384 * 1536 * count / seconds / 1e9
-
-    return max(once() for _ in range(tries))
+    return max(torch_matmul_peak(threads, dtype) for _ in range(tries))
 
 
-def measure(name: str, precision: str, extra: list[str], args, train, threads: int) -> dict:
+def measure(name: str, precision: str, extra: list[str], args, train) -> dict:
     """ms per step (min over repeats of `steps` steps) and the profiled split of a step, for one precision and
     `extra` train.py flags."""
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
     from mlcore.batching import length_grouped_batches
@@ -90,8 +80,6 @@ def measure(name: str, precision: str, extra: list[str], args, train, threads: i
     matmul_us = sum(e.self_cpu_time_total for e in ops if e.key in MATMUL_OPS)
     top = [(e.key, e.self_cpu_time_total / total_us) for e in ops[:args.top]]
     padded = float(np.mean(tokens[-args.profile_steps:]))
-    del trainer
-    torch.set_num_threads(threads)
     return {"name": name, "precision": precision, "ms_per_step": min(runs) * 1000, "runs_ms": [r * 1000 for r in runs],
             "profiled_ms_per_step": total_us / 1000 / args.profile_steps,
             "matmul_ms_per_step": matmul_us / 1000 / args.profile_steps, "matmul_share": matmul_us / total_us,
@@ -149,7 +137,7 @@ def main() -> int:
         if precision not in peaks:
             peaks[precision] = matmul_peak(threads, precision)
         peak = peaks[precision]
-        row = measure(name, precision, extra, args, train, threads)
+        row = measure(name, precision, extra, args, train)
         flops = 3 * ops_per_text(config, row["profiled_padded_tokens"]) * args.batch_size
         row.update({"peak_gflops": peak, "matmul_gflops": flops / (row["matmul_ms_per_step"] / 1000) / 1e9,
                     "matmul_at_peak_ms": flops / (peak * 1e9) * 1000,

@@ -53,8 +53,11 @@ def _export(model_dir: Path, dest: Path) -> None:
                           output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False)
 
 
-def _optimise(path: Path, model_dir: Path) -> None:
-    """Fuse attention and the embedding LayerNorm with ORT's transformer optimiser (in place); see UNFUSED_EXPORT."""
+def _optimise(path: Path, model_dir: Path, fuse_attention: bool = True) -> None:
+    """Fuse attention and the embedding LayerNorm with ORT's transformer optimiser (in place); see UNFUSED_EXPORT.
+
+    `fuse_attention=False` leaves attention as MatMuls (benchmarks/bench_static_int8.py: static QDQ has no Attention).
+    """
     from onnxruntime.transformers import optimizer
     from onnxruntime.transformers.fusion_options import FusionOptions
 
@@ -62,6 +65,7 @@ def _optimise(path: Path, model_dir: Path) -> None:
     options = FusionOptions("bert")
     for name, value in UNFUSED_EXPORT.items():
         setattr(options, name, value)
+    options.enable_attention = fuse_attention
     optimised = optimizer.optimize_model(str(path), model_type="bert", num_heads=config["num_attention_heads"],
                                          hidden_size=config["hidden_size"], opt_level=1,
                                          optimization_options=options)
