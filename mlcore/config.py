@@ -85,6 +85,12 @@ class TrainingConfig:
     attention_dropout: float = field(default=-1.0, metadata={"help": "dropout on the attention probabilities alone "
                                                                         "(after --dropout); negative keeps it"})
     loss: str = field(default="bce", metadata={"help": "bce | asl (asymmetric loss: easy negatives down-weighted)"})
+    class_balance_beta: float = field(default=0.0, metadata={"help": "weigh each label's loss by its inverse effective "
+                                                                      "number of training positives (1-b)/(1-b^n), "
+                                                                      "e.g. 0.999; 0 = every label alike"})
+    rdrop_alpha: float = field(default=0.0, metadata={"help": "R-drop: run each batch twice (two dropout masks) and "
+                                                               "add this weight times the passes' symmetric KL; "
+                                                               "0 = off (one pass per step)"})
     layer_lr_decay: float = field(default=1.0, metadata={"help": "each encoder layer learns at this times the rate "
                                                                   "of the layer above (1 = one rate for all)"})
     ema_decay: float = field(default=0.0, metadata={"help": "validate and keep an exponential moving average of the "

@@ -19,6 +19,7 @@ model the earlier code trained; with accelerate it still does, step for step (be
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import math
@@ -35,7 +36,7 @@ import numpy as np
 from mlcore.batching import collate, encode, length_grouped_batches, scoring_batches, shard
 from mlcore.config import TrainingConfig
 from mlcore.datasets import LabeledTexts
-from mlcore.losses import get_loss
+from mlcore.losses import class_balanced_weights, get_loss, rdrop
 from mlcore.metrics import fit_thresholds, quick_scores
 from mlcore.modeling import choose_device_and_precision, load_classifier, make_optimizer, use_fast_training_attention
 from mlcore.predictor import ModelInfo
@@ -156,7 +157,8 @@ class _Trainer:
         self.device = accelerator.device
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
         self.is_main = accelerator.is_main_process
-        self.loss = get_loss(cfg.loss)
+        self.passes = 2 if cfg.rdrop_alpha else 1  # R-drop: every row twice in one forward
+        self.loss: Callable = get_loss(cfg.loss)  # `encode` adds the label weights and R-drop
         self.model, self.tokenizer = load_classifier(
             cfg.base_model, label_names, dropout=_rate_override(cfg.dropout),
             attention_dropout=_rate_override(cfg.attention_dropout))
@@ -178,8 +180,18 @@ class _Trainer:
         texts, y_train = train_data.texts, train_data.matrix()
         if self.cfg.max_train_rows:
             texts, y_train = texts[: self.cfg.max_train_rows], y_train[: self.cfg.max_train_rows]
+        self.loss = self._make_loss(y_train)
         return _Encoded(encode(self.tokenizer, texts, self.cfg.max_length), y_train,
                         encode(self.tokenizer, validation.texts, self.cfg.max_length), validation.matrix())
+
+    def _make_loss(self, y_train: np.ndarray) -> Callable:
+        """The configured loss with its label weights (from the training positives) and R-drop around it."""
+        cfg, loss = self.cfg, get_loss(self.cfg.loss)
+        if cfg.class_balance_beta:
+            weight = self.torch.as_tensor(class_balanced_weights(y_train.sum(axis=0), cfg.class_balance_beta),
+                                          device=self.device)
+            loss = functools.partial(loss, weight=weight)
+        return rdrop(loss, cfg.rdrop_alpha) if cfg.rdrop_alpha else loss
 
     def plan(self, n_train: int) -> None:
         """Steps and epochs to run (epochs may be fractional, max_steps caps), the optimizer and schedule.
@@ -235,7 +247,8 @@ class _Trainer:
     def _step(self, rows: np.ndarray, weight: float, data: _Encoded) -> float:
         """Forward, backward (DDP averages the gradients), clip, optimizer and schedule step; the weighted loss."""
         torch = self.torch
-        batch = {k: v.to(self.device) for k, v in collate([data.train_ids[i] for i in rows], self.pad_id).items()}
+        ids = [data.train_ids[i] for i in rows] * self.passes
+        batch = {k: v.to(self.device) for k, v in collate(ids, self.pad_id).items()}
         targets = torch.as_tensor(data.y_train[rows], device=self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             logits = self.model(**batch).logits
@@ -376,6 +389,10 @@ def check_config(cfg: TrainingConfig) -> None:
             raise ValueError(f"{flag} {rate}: a rate must be below 1 (negative keeps the checkpoint's)")
     if not 0 <= cfg.ema_decay < 1:
         raise ValueError(f"--ema-decay {cfg.ema_decay}: must be in [0, 1) (0 = no moving average)")
+    if not 0 <= cfg.class_balance_beta < 1:
+        raise ValueError(f"--class-balance-beta {cfg.class_balance_beta}: must be in [0, 1) (0 = every label alike)")
+    if not cfg.rdrop_alpha >= 0:
+        raise ValueError(f"--rdrop-alpha {cfg.rdrop_alpha}: must be >= 0 (0 = off)")
     if not 0 < cfg.layer_lr_decay <= 1:
         raise ValueError(f"--layer-lr-decay {cfg.layer_lr_decay}: must be in (0, 1] (1 = one rate for all layers)")
 

@@ -144,6 +144,8 @@ def test_asymmetric_loss_no_dropout_and_layer_decay_still_learn_the_task(tmp_pat
     (["--layer-lr-decay", "0"], "--layer-lr-decay 0.0: must be in (0, 1]"),
     (["--attention-dropout", "1"], "--attention-dropout 1.0: a rate must be below 1"),
     (["--ema-decay", "1"], "--ema-decay 1.0: must be in [0, 1)"),
+    (["--rdrop-alpha", "-1"], "--rdrop-alpha -1.0: must be >= 0"),
+    (["--class-balance-beta", "1"], "--class-balance-beta 1.0: must be in [0, 1)"),
 ])
 def test_out_of_range_training_options_are_clear_errors(tmp_path, tiny_base_model, flags, message):
     proc, _ = run_train(tmp_path, tiny_base_model, flags, rows=32)
@@ -219,3 +221,21 @@ def test_unknown_hyperparameter_is_rejected(tmp_path):
     proc = subprocess.run([sys.executable, str(TRAIN_SCRIPT), "--epocs", "3"], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 2 and "--epocs" in proc.stderr
+
+
+def test_rdrop_and_label_weights_reach_the_training_step(tmp_path, tiny_base_model):
+    """R-drop: without dropout the two passes agree, so the loss is the plain loss and the model the plain run's;
+    with dropout, two runs drawing the same masks (both R-drop) differ only by the KL weight, and their models part.
+    Class-balanced weights (the tiny set's label counts differ by chance, ~1.2x) move the model off the plain run's."""
+    flags = ["--epochs", "1", "--max-steps", "3", "--precision", "fp32"]
+    runs = {}
+    for name, extra in (("plain", ["--dropout", "0"]), ("rdrop", ["--dropout", "0", "--rdrop-alpha", "4"]),
+                        ("kl weight ~0", ["--dropout", "0.3", "--rdrop-alpha", "1e-9"]),
+                        ("kl weight 4", ["--dropout", "0.3", "--rdrop-alpha", "4"]),
+                        ("balanced", ["--dropout", "0", "--class-balance-beta", "0.999"])):
+        proc, model_dir = run_train(tmp_path / name.replace(" ", "-"), tiny_base_model, [*flags, *extra], rows=64)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[name] = load_file(model_dir / "model.safetensors")
+    assert _max_difference(runs["plain"], runs["rdrop"]) < 1e-5
+    assert _max_difference(runs["kl weight ~0"], runs["kl weight 4"]) > 1e-4
+    assert _max_difference(runs["plain"], runs["balanced"]) > 1e-4
