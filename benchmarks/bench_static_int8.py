@@ -64,6 +64,10 @@ def io_bound_predictor(work: Path, file: str, threads: int):
     from mlcore.predictor import planned_batches
 
     class IoBoundPredictor(OnnxPredictor):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.binding, self.logits = self.session.io_binding(), np.empty((0, 0), dtype=np.float32)
+
         def predict_proba(self, texts, batch_size: int = 32, progress: bool = False) -> np.ndarray:
             out = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
             for idx, batch in planned_batches(self.encoder, texts, batch_size, progress, self.call_cost_tokens):
@@ -79,9 +83,7 @@ def io_bound_predictor(work: Path, file: str, threads: int):
                 out[idx] = 1.0 / (1.0 + np.exp(-logits))
             return out
 
-    predictor = IoBoundPredictor(work, file, num_threads=threads)
-    predictor.binding, predictor.logits = predictor.session.io_binding(), np.empty((0, 0), dtype=np.float32)
-    return predictor
+    return IoBoundPredictor(work, file, num_threads=threads)
 
 
 def score_and_time(work: Path, file: str, test, threads: int, io_binding: bool = False) -> dict:
