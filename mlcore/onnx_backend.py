@@ -132,9 +132,12 @@ class OnnxPredictor:
     def predict_proba(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         out = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
         for idx, batch in planned_batches(self.encoder, texts, batch_size, progress, self.call_cost_tokens):
-            logits = self.session.run(["logits"], {k: v for k, v in batch.items() if k in self.inputs})[0]
-            out[idx] = 1.0 / (1.0 + np.exp(-logits))
+            out[idx] = 1.0 / (1.0 + np.exp(-self._logits(batch)))
         return out
+
+    def _logits(self, batch: dict) -> np.ndarray:
+        """One model call: the logits of a padded batch."""
+        return self.session.run(["logits"], {k: v for k, v in batch.items() if k in self.inputs})[0]
 
 
 def load_onnx_fp32(model_dir: Path, **kwargs) -> OnnxPredictor:

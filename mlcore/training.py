@@ -158,7 +158,7 @@ class _Trainer:
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
         self.is_main = accelerator.is_main_process
         self.passes = 2 if cfg.rdrop_alpha else 1  # R-drop: every row twice in one forward
-        self.loss: Callable = get_loss(cfg.loss)  # `encode` adds the label weights and R-drop
+        self.loss: Callable  # set by `encode`: it takes the label weights from the training positives
         self.model, self.tokenizer = load_classifier(
             cfg.base_model, label_names, dropout=_rate_override(cfg.dropout),
             attention_dropout=_rate_override(cfg.attention_dropout))
